@@ -1,0 +1,43 @@
+# The two commands of the README: `make reproduce` and `make test`. Both set up .venv first if needed.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup reproduce test test-fast lint format bench dvc.yaml clean-results
+
+setup: $(STAMP)
+
+# requirements.lock pins every package; torch==2.13.0 resolves to the CPU wheel (a bare `torch` would
+# pull a multi-GB CUDA build).
+$(STAMP): pyproject.toml requirements.lock
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+reproduce: setup
+	snakemake --cores $(CORES)
+
+test: setup
+	pytest -q
+
+test-fast: setup
+	pytest -q -m "not slow"
+
+lint: setup
+	ruff check .
+	ruff format --check src tests bench workflow_scripts
+	snakemake --lint
+
+format: setup
+	ruff format src tests bench workflow_scripts
+	ruff check --fix .
+
+dvc.yaml: setup
+	python workflow_scripts/write_dvc_yaml.py --params params.yaml --out dvc.yaml
+
+clean-results:
+	rm -rf results logs .snakemake/incomplete

@@ -1,0 +1,57 @@
+# Configuration and input functions: the only Python of the workflow.
+import json
+import shlex
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from avsr_sinks import pipeline
+from avsr_sinks.config import SCHEMA_PATH, load_params
+from avsr_sinks.experiment import eval_record, train_record
+from avsr_sinks.grid import build_grid, parse_name
+
+# params.yaml plus every --configfile overlay, in Snakemake's order. Our loader validates the merge and
+# names the file and key of each problem; Snakemake's own validate then checks its merged config too.
+CONFIG_FILES = ["params.yaml", *[str(f) for f in workflow.overwrite_configfiles]]
+PARAMS = load_params(CONFIG_FILES)
+
+
+validate(config, str(SCHEMA_PATH))
+
+CONFIG_ARGS = " ".join(shlex.quote(f) for f in CONFIG_FILES)
+THREADS = PARAMS["runtime"]["threads"]
+EXPERIMENTS = {e.name: e for e in build_grid(PARAMS)}
+CORPUS_ROOT = pipeline.corpus_root(PARAMS)
+
+
+wildcard_constraints:
+    split="train|val|test",
+    condition="|".join(PARAMS["evaluate"]["conditions"]),
+    experiment="|".join(EXPERIMENTS) or "(?!)",
+
+
+def local_or_built(path, built):
+    """A folder made by a rule is an input; a user-provided folder is one only once it exists, so that a
+    dry run lists the paper-scale jobs before the data and models are in place."""
+    return [path] if built or Path(path).exists() else []
+
+
+def corpus_input():
+    return local_or_built(CORPUS_ROOT, PARAMS["corpus"]["kind"] == "synthetic")
+
+
+def audio_encoder_input():
+    enc = PARAMS["audio_encoder"]
+    return local_or_built(enc["path"], enc["source"] == "bundled")
+
+
+def llm_input():
+    return local_or_built(PARAMS["llm"]["path"], PARAMS["llm"]["source"] == "pretrain")
+
+
+def train_trigger(wildcards):
+    return json.dumps(train_record(PARAMS, parse_name(wildcards.experiment)), sort_keys=True)
+
+
+def eval_trigger(wildcards):
+    return json.dumps(eval_record(PARAMS, parse_name(wildcards.experiment)), sort_keys=True)

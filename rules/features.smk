@@ -1,0 +1,25 @@
+# Frozen encoder outputs, cached once per corpus x encoder x split x condition (never per experiment).
+
+
+rule audio_features:
+    input:
+        corpus=corpus_input(),
+        encoder=audio_encoder_input(),
+    output:
+        directory(pipeline.feature_dir(PARAMS, "{split}", "{condition}")),
+    log:
+        f"logs/features/{pipeline.audio_encoder_id(PARAMS)}/{{split}}-{{condition}}.log",
+    benchmark:
+        f"logs/benchmarks/features/{pipeline.audio_encoder_id(PARAMS)}/{{split}}-{{condition}}.tsv"
+    params:
+        config=CONFIG_ARGS,
+        corpus=CORPUS_ROOT,
+        encoder=PARAMS["audio_encoder"]["path"],
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "python workflow_scripts/extract_features.py --params {params.config} --threads {threads}"
+        " --corpus-dir {params.corpus:q} --encoder-dir {params.encoder:q} --split {wildcards.split}"
+        " --condition {wildcards.condition} --out-dir {output:q} > {log:q} 2>&1"

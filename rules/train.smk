@@ -1,0 +1,27 @@
+# One training job per experiment: projectors + LoRA on the cached features.
+
+
+rule train:
+    input:
+        corpus=corpus_input(),
+        features=pipeline.feature_dir(PARAMS, "train", "clean"),
+        llm=llm_input(),
+    output:
+        directory(pipeline.checkpoint_dir("{experiment}")),
+    log:
+        "logs/train/{experiment}.log",
+    benchmark:
+        "logs/benchmarks/train/{experiment}.tsv"
+    params:
+        config=CONFIG_ARGS,
+        corpus=CORPUS_ROOT,
+        llm=PARAMS["llm"]["path"],
+        trigger=train_trigger,
+    threads: THREADS
+    resources:
+        mem_mb=6000,
+        runtime=240,
+    shell:
+        "python workflow_scripts/train.py --params {params.config} --threads {threads}"
+        " --experiment {wildcards.experiment} --corpus-dir {params.corpus:q}"
+        " --audio-features {input.features:q} --lm-dir {params.llm:q} --out-dir {output:q} > {log:q} 2>&1"

@@ -1,0 +1,67 @@
+"""Batched deterministic decoding and word error rate (jiwer)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import pandas as pd
+from tqdm import tqdm
+
+from avsr_sinks.features import FeatureDataset, collate_features
+from avsr_sinks.io import atomic_path, write_json_atomic
+from avsr_sinks.model import AVSRModel
+
+log = logging.getLogger(__name__)
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Lower-case and collapse whitespace (PAPER.md: WER after lower-casing)."""
+    return _SPACES.sub(" ", text.lower()).strip()
+
+
+def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, Any]:
+    """Total word edits over total reference words, with the edit counts behind it."""
+    refs = [normalize(r) for r in references]
+    hyps = [normalize(h) for h in hypotheses]
+    if any(not r for r in refs):
+        raise ValueError("a reference transcript is empty after normalisation; WER is undefined for it")
+    out = jiwer.process_words(refs, hyps)
+    words = out.hits + out.substitutions + out.deletions
+    return {
+        "wer": (out.substitutions + out.deletions + out.insertions) / words,
+        "substitutions": out.substitutions,
+        "deletions": out.deletions,
+        "insertions": out.insertions,
+        "hits": out.hits,
+        "reference_words": words,
+        "utterances": len(refs),
+    }
+
+
+def decode_dataset(model: AVSRModel, dataset: FeatureDataset, batch_size: int, beam_size: int,
+                   max_new_tokens: int) -> pd.DataFrame:
+    """Hypotheses for every utterance, in dataset order (columns uid, reference, hypothesis)."""
+    model.eval()
+    rows = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc="decode", mininterval=5):
+        batch = collate_features([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        hyps = model.generate(batch["features"], beam_size=beam_size, max_new_tokens=max_new_tokens)
+        rows += [{"uid": u, "reference": r, "hypothesis": h}
+                 for u, r, h in zip(batch["uids"], batch["transcripts"], hyps, strict=True)]
+    return pd.DataFrame(rows, columns=["uid", "reference", "hypothesis"])
+
+
+def write_evaluation(hyps: pd.DataFrame, json_path: Path, csv_path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Score the hypotheses and write ``<condition>.hyp.csv`` and ``<condition>.json`` atomically."""
+    scores = word_error_rate(hyps["reference"].tolist(), hyps["hypothesis"].tolist())
+    with atomic_path(csv_path) as tmp:
+        hyps.to_csv(tmp, index=False)
+    write_json_atomic(json_path, {**record, **scores})
+    return scores

@@ -1,0 +1,121 @@
+"""dvc.yaml generated from the same grid and paths as the Snakemake workflow.
+
+DVC reads params.yaml only, so the generated stages describe the embedded default (or whatever
+params.yaml holds). Regenerate with ``make dvc.yaml`` after changing the grid; a test keeps the committed
+file equal to the generated one and its outputs equal to the Snakemake DAG's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from avsr_sinks import pipeline
+from avsr_sinks.grid import build_grid
+
+PY = "python workflow_scripts"
+LIB = "src/avsr_sinks"
+# Library modules every model stage imports, so a code change reruns what it affects.
+MODEL_CODE = [f"{LIB}/model.py", f"{LIB}/features.py", f"{LIB}/experiment.py", f"{LIB}/config.py"]
+
+
+def _stage(cmd: str, deps: list[str], outs: list[Any], params: list[str] | None = None,
+           **extra: Any) -> dict[str, Any]:
+    stage: dict[str, Any] = {"cmd": cmd, "deps": deps}
+    if params:
+        stage["params"] = params
+    stage["outs"] = outs
+    stage.update(extra)
+    return stage
+
+
+def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The dvc.yaml document for ``params`` (which must be params.yaml itself: DVC reads no overlays)."""
+    stages: dict[str, Any] = {}
+    corpus = pipeline.corpus_root(params)
+    corpus_deps = [corpus]
+    if params["corpus"]["kind"] == "synthetic":
+        md, js = pipeline.corpus_card(params, "md"), pipeline.corpus_card(params, "json")
+        stages["make_corpus"] = _stage(
+            f"{PY}/make_corpus.py --params params.yaml --out-dir {corpus} --card-md {md} --card-json {js}",
+            deps=["workflow_scripts/make_corpus.py", f"{LIB}/data"],
+            params=["corpus.synth"],
+            outs=[corpus, {md: {"cache": False}}, {js: {"cache": False}}],
+        )
+    enc = params["audio_encoder"]
+    if enc["source"] == "bundled":
+        stages["convert_whisper"] = _stage(
+            f"{PY}/convert_whisper.py --out-dir {enc['path']}",
+            deps=["workflow_scripts/convert_whisper.py", f"{LIB}/encoders"],
+            outs=[enc["path"]],
+        )
+    llm = params["llm"]
+    if llm["source"] == "pretrain":
+        stages["pretrain_lm"] = _stage(
+            f"{PY}/pretrain_lm.py --params params.yaml --corpus-dir {corpus} --out-dir {llm['path']}"
+            " --log-csv results/lm/pretrain_log.csv --summary results/lm/pretrain.json",
+            deps=[*corpus_deps, "workflow_scripts/pretrain_lm.py", f"{LIB}/lm.py", f"{LIB}/data/text.py"],
+            params=["llm", "corpus.synth"],
+            outs=[llm["path"], {"results/lm/pretrain_log.csv": {"cache": False}}],
+            metrics=[{"results/lm/pretrain.json": {"cache": False}}],
+        )
+    feature_sets = {"train-clean": {"split": "train", "condition": "clean"}}
+    feature_sets.update({f"test-{c}": {"split": "test", "condition": c} for c in params["evaluate"]["conditions"]})
+    features = pipeline.feature_dir(params, "${item.split}", "${item.condition}")
+    stages["audio_features"] = {
+        "foreach": feature_sets,
+        "do": _stage(
+            f"{PY}/extract_features.py --params params.yaml --corpus-dir {corpus} --encoder-dir {enc['path']}"
+            f" --split ${{item.split}} --condition ${{item.condition}} --out-dir {features}",
+            deps=[*corpus_deps, enc["path"], "workflow_scripts/extract_features.py", f"{LIB}/features.py",
+                  f"{LIB}/encoders"],
+            params=["audio_encoder", "corpus.on_bad_sample"],
+            outs=[features],
+        ),
+    }
+    experiments = [e.name for e in build_grid(params)]
+    train_features = pipeline.feature_dir(params, "train", "clean")
+    model_params = ["model", "train", "llm", "audio_encoder.window_seconds", "audio_encoder.name"]
+    stages["train"] = {
+        "matrix": {"experiment": list(experiments)},
+        **_stage(
+            f"{PY}/train.py --params params.yaml --experiment ${{item.experiment}} --corpus-dir {corpus}"
+            f" --audio-features {train_features} --lm-dir {llm['path']}"
+            f" --out-dir {pipeline.checkpoint_dir('${item.experiment}')}",
+            deps=[*corpus_deps, train_features, llm["path"], "workflow_scripts/train.py", f"{LIB}/train.py",
+                  *MODEL_CODE],
+            params=model_params,
+            outs=[pipeline.checkpoint_dir("${item.experiment}")],
+        ),
+    }
+    ckpt = pipeline.checkpoint_dir("${item.experiment}")
+    out_json = pipeline.eval_json("${item.experiment}", "${item.condition}")
+    stages["evaluate"] = {
+        "matrix": {"experiment": list(experiments), "condition": list(params["evaluate"]["conditions"])},
+        **_stage(
+            f"{PY}/evaluate.py --params params.yaml --experiment ${{item.experiment}} --checkpoint {ckpt}"
+            f" --corpus-dir {corpus} --audio-features {pipeline.feature_dir(params, 'test', '${item.condition}')}"
+            f" --condition ${{item.condition}} --out-json {out_json}"
+            f" --out-csv {pipeline.eval_csv('${item.experiment}', '${item.condition}')}",
+            deps=[*corpus_deps, ckpt, pipeline.feature_dir(params, "test", "${item.condition}"), llm["path"],
+                  "workflow_scripts/evaluate.py", f"{LIB}/decode.py", *MODEL_CODE],
+            params=[*model_params, "decode"],
+            outs=[{pipeline.eval_csv("${item.experiment}", "${item.condition}"): {"cache": False}}],
+            metrics=[{out_json: {"cache": False}}],
+        ),
+    }
+    evals = pipeline.eval_targets(params)
+    csv, md = pipeline.WER_TABLES
+    stages["wer_tables"] = _stage(
+        f"{PY}/make_tables.py --eval-files {' '.join(evals)} --out-csv {csv} --out-md {md}",
+        deps=[*evals, "workflow_scripts/make_tables.py", f"{LIB}/report/tables.py"],
+        outs=[{csv: {"cache": False}}, {md: {"cache": False}}],
+    )
+    return {"stages": stages}
+
+
+def render(params: Mapping[str, Any]) -> str:
+    header = "# Generated by `make dvc.yaml` (avsr_sinks.dvcgen) from params.yaml: do not edit by hand.\n"
+    return header + yaml.safe_dump(dvc_pipeline(params), sort_keys=False, width=200)

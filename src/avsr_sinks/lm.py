@@ -1,0 +1,179 @@
+"""The embedded default's language model: a BPE tokenizer and a small Llama pretrained on text.
+
+It stands in for Llama 3.2 at CPU scale. The tokenizer carries Llama-style BOS/EOS plus the special
+tokens Llama-AVSR adds (``<pad> <audio> </audio> <video> </video>``), so the AVSR model treats it
+exactly like a paper-scale tokenizer.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tqdm import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
+
+from avsr_sinks.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
+MODALITY_TOKENS = ("<audio>", "</audio>", "<video>", "</video>")
+
+
+@dataclass(frozen=True)
+class LMPretrainConfig:
+    seed: int
+    layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+    seq_len: int
+    batch_size: int
+    steps: int
+    lr: float
+    warmup_steps: int
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads:
+            raise ValueError(f"llm.pretrain.hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+
+
+def train_tokenizer(sentences: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Train a BPE tokenizer whose first ids are the special tokens."""
+    # Metaspace keeps word boundaries inside the tokens, so decode() restores the spaces exactly.
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    specials = [UNK, BOS, EOS, PAD, *MODALITY_TOKENS]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    tokenizer.train_from_iterator(sentences, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        additional_special_tokens=list(MODALITY_TOKENS),
+    )
+
+
+def pack_sentences(tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str], seq_len: int) -> torch.Tensor:
+    """Concatenate ``sentence EOS`` streams into rows of ``seq_len`` tokens, each row opening with BOS.
+
+    Returns a (rows, seq_len) long tensor; a leftover shorter than one row is dropped.
+    """
+    stream: list[int] = []
+    for ids in tokenizer(list(sentences), add_special_tokens=False)["input_ids"]:
+        stream.extend(ids)
+        stream.append(tokenizer.eos_token_id)
+    body = seq_len - 1
+    rows = len(stream) // body
+    if rows == 0:
+        raise ValueError(f"too little text to fill one sequence of {seq_len} tokens ({len(stream)} tokens)")
+    data = torch.tensor(stream[: rows * body], dtype=torch.long).view(rows, body)  # (rows, seq_len - 1)
+    bos = torch.full((rows, 1), tokenizer.bos_token_id, dtype=torch.long)
+    return torch.cat([bos, data], dim=1)  # (rows, seq_len)
+
+
+def sentence_batch(tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``BOS sentence EOS`` per row, right-padded; labels are -100 on padding."""
+    ids = [
+        [tokenizer.bos_token_id, *row, tokenizer.eos_token_id]
+        for row in tokenizer(list(sentences), add_special_tokens=False)["input_ids"]
+    ]
+    width = max(map(len, ids))
+    input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    labels = input_ids.masked_fill(mask == 0, -100)
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+@torch.inference_mode()
+def perplexity(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str],
+               batch_size: int = 64) -> float:
+    """Token-level perplexity of ``BOS sentence EOS`` (BOS itself is not predicted)."""
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(sentences), batch_size):
+        batch = sentence_batch(tokenizer, sentences[start : start + batch_size])
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        targets = batch["labels"][:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum"
+        )
+        total_nll += nll.item()
+        total_tokens += int((targets != -100).sum())
+    return math.exp(total_nll / max(total_tokens, 1))
+
+
+def build_llama(cfg: LMPretrainConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden,
+        intermediate_size=cfg.intermediate,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.heads,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        attn_implementation="eager",
+    )
+    return LlamaForCausalLM(config)
+
+
+def pretrain_lm(cfg: LMPretrainConfig, tokenizer: PreTrainedTokenizerFast, train_sentences: Sequence[str],
+                heldout_sentences: Sequence[str], out_dir: Path, log_path: Path) -> dict[str, float]:
+    """Pretrain a small Llama on packed text; save model and tokenizer to ``out_dir`` atomically.
+
+    Writes a per-step CSV log (loss, learning rate, tokens/s) to ``log_path`` and returns the summary.
+    """
+    torch.manual_seed(cfg.seed)
+    model = build_llama(cfg, tokenizer)
+    data = pack_sentences(tokenizer, train_sentences, cfg.seq_len)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    log.info("pretraining %.2fM parameters on %d packed rows", model.num_parameters() / 1e6, len(data))
+    start = time.perf_counter()
+    with atomic_path(log_path) as tmp_log, tmp_log.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "loss", "lr", "tokens_per_s"])
+        model.train()
+        for step in tqdm(range(1, cfg.steps + 1), desc="pretrain LM", mininterval=5):
+            tick = time.perf_counter()
+            rows = torch.randint(len(data), (cfg.batch_size,), generator=generator)
+            batch = data[rows]
+            loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            rate = batch.numel() / (time.perf_counter() - tick)
+            writer.writerow([step, f"{loss.item():.5f}", f"{schedule.get_last_lr()[0]:.3e}", f"{rate:.0f}"])
+    summary = {
+        "parameters": model.num_parameters(),
+        "train_rows": len(data),
+        "final_loss": loss.item(),
+        "heldout_perplexity": perplexity(model, tokenizer, heldout_sentences),
+        "seconds": time.perf_counter() - start,
+    }
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return summary

@@ -1,0 +1,250 @@
+"""AVSRModel: Llama-AVSR's compression, projectors, input layout and LoRA LLM.
+
+LLM input per utterance (PAPER.md section 2): ``[BOS] <audio> A1..An </audio> <video> V1..Vm </video>
+prompt transcript [EOS]``, a modality's block absent when the task does not use it. Labels are -100 on
+the prefix; the loss is causal-LM cross-entropy on transcript + EOS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = {"pad": "<pad>", "audio": ("<audio>", "</audio>"), "video": ("<video>", "</video>")}
+
+
+class Segment(IntEnum):
+    """What each position of the LLM input holds; the analysis groups tokens by it."""
+
+    PAD = 0
+    BOS = 1
+    DELIMITER = 2
+    AUDIO = 3
+    VIDEO = 4
+    PROMPT = 5
+    RESPONSE = 6
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    modalities: tuple[str, ...]          # ("audio",), ("video",) or ("audio", "video"), in input order
+    rates: Mapping[str, int]             # compression rate per modality
+    input_dims: Mapping[str, int]        # encoder output width per modality
+    compression: str                     # "avgpool" (the paper) or "stack" (older Llama-AVSR)
+    projector_hidden: int
+    projector_layernorm: bool
+    lora_rank: int
+    lora_alpha: float
+    lora_dropout: float
+    lora_targets: tuple[str, ...]
+    prompt: str
+
+    def __post_init__(self) -> None:
+        if self.compression not in ("avgpool", "stack"):
+            raise ValueError(f"model.compression must be avgpool or stack, got {self.compression!r}")
+        for modality in self.modalities:
+            if modality not in ("audio", "video"):
+                raise ValueError(f"unknown modality {modality!r}; expected audio or video")
+            if modality not in self.rates or modality not in self.input_dims:
+                raise ValueError(f"modality {modality!r} needs a compression rate and an input width")
+
+
+def load_llm(path: str | Path, attn_implementation: str = "eager") -> tuple[PreTrainedModel, object]:
+    """A causal LM and its tokenizer from a local folder; nothing is downloaded."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no language model at {path}: expected a Hugging Face folder (config.json, weights, tokenizer). "
+            "For the paper scale put Llama-3.2-1B or -3B there (llm.path in the config); for the embedded "
+            "default run the pipeline's pretrain_lm rule first."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    llm = AutoModelForCausalLM.from_pretrained(
+        path, local_files_only=True, trust_remote_code=False, attn_implementation=attn_implementation,
+        dtype=torch.float32,
+    )
+    added = tokenizer.add_special_tokens(
+        {"pad_token": SPECIAL_TOKENS["pad"]} if tokenizer.pad_token is None else {}
+    )
+    missing = [t for pair in (SPECIAL_TOKENS["audio"], SPECIAL_TOKENS["video"]) for t in pair
+               if t not in tokenizer.get_vocab()]
+    added += tokenizer.add_special_tokens({"additional_special_tokens": missing}) if missing else 0
+    if added:
+        # Llama 3.2's tokenizer lacks Llama-AVSR's special tokens: add them, as the authors do.
+        llm.resize_token_embeddings(len(tokenizer))
+    return llm, tokenizer
+
+
+class Compressor(nn.Module):
+    """Per-sample temporal compression by ``rate``: average pooling or frame stacking.
+
+    Each sample is pooled over its own valid frames, so padding never leaks into the last window and a
+    batched forward equals one-at-a-time forwards. A final partial window is kept (pooled over the frames
+    it has; stacked after zero-padding), so even a clip shorter than ``rate`` frames yields one token.
+    """
+
+    def __init__(self, mode: str, rate: int) -> None:
+        super().__init__()
+        self.mode, self.rate = mode, rate
+
+    def output_width(self, input_width: int) -> int:
+        return input_width * self.rate if self.mode == "stack" else input_width
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """(T, D) -> (ceil(T / rate), D) for avgpool, (ceil(T / rate), D * rate) for stack."""
+        if self.rate == 1:
+            return frames
+        if self.mode == "avgpool":
+            pooled = nn.functional.avg_pool1d(frames.T.unsqueeze(0), self.rate, self.rate, ceil_mode=True)  # (1, D, T')
+            return pooled.squeeze(0).T  # (T', D)
+        pad = (-frames.shape[0]) % self.rate
+        frames = nn.functional.pad(frames, (0, 0, 0, pad))  # (T + pad, D)
+        return frames.reshape(-1, self.rate * frames.shape[1])  # (T', D * rate)
+
+
+class Projector(nn.Sequential):
+    """Linear -> ReLU -> Linear, then LayerNorm when asked (the sink paper turns it on)."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, layernorm: bool) -> None:
+        layers: list[nn.Module] = [nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out)]
+        if layernorm:
+            layers.append(nn.LayerNorm(d_out))
+        super().__init__(*layers)
+
+
+@dataclass
+class AssembledBatch:
+    inputs_embeds: torch.Tensor   # (B, L, H)
+    attention_mask: torch.Tensor  # (B, L), 1 on real tokens
+    labels: torch.Tensor | None   # (B, L), -100 outside transcript + EOS
+    segments: torch.Tensor        # (B, L), Segment values
+
+
+class AVSRModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, llm: PreTrainedModel, tokenizer) -> None:
+        super().__init__()
+        self.cfg, self.tokenizer = cfg, tokenizer
+        hidden = llm.config.hidden_size
+        self.compressors = nn.ModuleDict({m: Compressor(cfg.compression, cfg.rates[m]) for m in cfg.modalities})
+        self.projectors = nn.ModuleDict({
+            m: Projector(self.compressors[m].output_width(cfg.input_dims[m]), cfg.projector_hidden, hidden,
+                         cfg.projector_layernorm)
+            for m in cfg.modalities
+        })
+        for param in llm.parameters():
+            param.requires_grad_(False)
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=list(cfg.lora_targets), bias="none")
+        self.llm: PeftModel = get_peft_model(llm, lora)
+        self._prompt_ids = tokenizer(cfg.prompt, add_special_tokens=False)["input_ids"]
+        self._delimiters = {m: tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS[m])) for m in cfg.modalities}
+
+    # ----- parameters -------------------------------------------------------------------------------
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().cpu().contiguous() for name, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        expected = {name for name, p in self.named_parameters() if p.requires_grad}
+        missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"checkpoint does not fit this model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+            )
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                if params[name].shape != tensor.shape:
+                    raise ValueError(f"checkpoint tensor {name}: shape {tuple(tensor.shape)}, "
+                                     f"model expects {tuple(params[name].shape)}")
+                params[name].copy_(tensor)
+
+    def count_trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # ----- input assembly ---------------------------------------------------------------------------
+    def _embed_ids(self, ids: Sequence[int]) -> torch.Tensor:
+        table = self.llm.get_input_embeddings()
+        return table(torch.tensor(ids, dtype=torch.long, device=table.weight.device))  # (n, H)
+
+    def _prefix(self, features: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
+        pieces = [self._embed_ids([self.tokenizer.bos_token_id])]
+        segments = [Segment.BOS]
+        for modality in self.cfg.modalities:
+            opening, closing = self._delimiters[modality]
+            tokens = self.projectors[modality](self.compressors[modality](features[modality]))  # (n, H)
+            pieces += [self._embed_ids([opening]), tokens, self._embed_ids([closing])]
+            kind = Segment.AUDIO if modality == "audio" else Segment.VIDEO
+            segments += [Segment.DELIMITER, *[kind] * tokens.shape[0], Segment.DELIMITER]
+        pieces.append(self._embed_ids(self._prompt_ids))
+        segments += [Segment.PROMPT] * len(self._prompt_ids)
+        return pieces, segments
+
+    def assemble(self, features: Sequence[Mapping[str, torch.Tensor]], transcripts: Sequence[str] | None = None,
+                 padding_side: str = "right") -> AssembledBatch:
+        """Build the LLM input for a batch.
+
+        ``features[b][modality]`` is that sample's (T, D) encoder output, unpadded. With transcripts the
+        targets ``transcript EOS`` follow the prefix (training, right padding); without them only the
+        prefix is built (generation, left padding).
+        """
+        rows, row_segments, row_labels = [], [], []
+        targets = (self.tokenizer(list(transcripts), add_special_tokens=False)["input_ids"]
+                   if transcripts is not None else [None] * len(features))
+        for sample, target in zip(features, targets, strict=True):
+            pieces, segments = self._prefix(sample)
+            labels = [-100] * len(segments)
+            if target is not None:
+                ids = [*target, self.tokenizer.eos_token_id]
+                pieces.append(self._embed_ids(ids))
+                segments += [Segment.RESPONSE] * len(ids)
+                labels += ids
+            rows.append(torch.cat(pieces))  # (L_b, H)
+            row_segments.append(segments)
+            row_labels.append(labels)
+        width, hidden = max(r.shape[0] for r in rows), rows[0].shape[1]
+        device = rows[0].device
+        embeds = rows[0].new_zeros((len(rows), width, hidden))
+        mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        segs = torch.full((len(rows), width), Segment.PAD, dtype=torch.long, device=device)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long, device=device)
+        for b, row in enumerate(rows):
+            n = row.shape[0]
+            span = slice(0, n) if padding_side == "right" else slice(width - n, width)
+            embeds[b, span] = row
+            mask[b, span] = 1
+            segs[b, span] = torch.tensor(row_segments[b], device=device)
+            labels[b, span] = torch.tensor(row_labels[b], device=device)
+        return AssembledBatch(embeds, mask, labels if transcripts is not None else None, segs)
+
+    # ----- training and decoding --------------------------------------------------------------------
+    def forward(self, features: Sequence[Mapping[str, torch.Tensor]], transcripts: Sequence[str],
+                output_hidden_states: bool = False):
+        batch = self.assemble(features, transcripts)
+        out = self.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                       labels=batch.labels, output_hidden_states=output_hidden_states)
+        return out, batch
+
+    @torch.inference_mode()
+    def generate(self, features: Sequence[Mapping[str, torch.Tensor]], beam_size: int,
+                 max_new_tokens: int) -> list[str]:
+        """Deterministic beam search (no sampling, whatever the LLM's own generation config says)."""
+        batch = self.assemble(features, padding_side="left")
+        config = GenerationConfig(
+            num_beams=beam_size, do_sample=False, max_new_tokens=max_new_tokens, early_stopping=True,
+            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id,
+        )
+        out = self.llm.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                                generation_config=config)
+        return [text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

@@ -1,0 +1,33 @@
+import pytest
+
+from avsr_sinks.config import load_params
+from avsr_sinks.grid import Experiment, build_grid, parse_name
+from tests.conftest import REPO
+
+
+def test_default_grid_names() -> None:
+    names = [e.name for e in build_grid(load_params([REPO / "params.yaml"]))]
+    assert names == ["asr-a4-baseline-s0", "asr-a16-baseline-s0", "asr-a32-baseline-s0"]
+
+
+def test_grid_expands_methods_and_seeds() -> None:
+    params = {"grid": {"asr_audio_rates": [4, 32], "methods": ["baseline"], "seeds": [0, 1, 2]}}
+    grid = build_grid(params)
+    assert len(grid) == 6 and len({e.name for e in grid}) == 6
+
+
+@pytest.mark.parametrize("name", ["asr-a4-baseline-s0", "asr-a32-baseline-s3"])
+def test_name_round_trip(name: str) -> None:
+    assert parse_name(name).name == name
+
+
+@pytest.mark.parametrize("name", ["asr-4-baseline-s0", "asr-a4-baseline", "xyz", "asr-a4v2-baseline-s0"])
+def test_bad_names(name: str) -> None:
+    with pytest.raises(ValueError):
+        parse_name(name)
+
+
+def test_task_needs_its_rates() -> None:
+    with pytest.raises(ValueError, match="audio rate"):
+        Experiment("asr", None, None, "baseline", 0)
+    assert Experiment("asr", 4, None, "baseline", 0).modalities == ("audio",)

@@ -1,0 +1,104 @@
+"""AVSRModel: compression, input layout, labels, LoRA placement, decoding, parameter count."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from avsr_sinks.model import AVSRModel, Compressor, ModelConfig, Segment, load_llm
+
+
+def config(rate: int = 4, compression: str = "avgpool", dim: int = 12, hidden: int = 16, rank: int = 4,
+           layernorm: bool = True) -> ModelConfig:
+    return ModelConfig(modalities=("audio",), rates={"audio": rate}, input_dims={"audio": dim},
+                       compression=compression, projector_hidden=hidden, projector_layernorm=layernorm,
+                       lora_rank=rank, lora_alpha=2, lora_dropout=0.0, lora_targets=("q_proj", "v_proj"),
+                       prompt="transcribe speech to text")
+
+
+def test_avgpool_keeps_partial_window() -> None:
+    frames = torch.arange(10, dtype=torch.float32).unsqueeze(1)  # (10, 1)
+    pooled = Compressor("avgpool", 4)(frames)
+    torch.testing.assert_close(pooled.squeeze(1), torch.tensor([1.5, 5.5, 8.5]))
+
+
+def test_stack_concatenates_frames() -> None:
+    frames = torch.arange(10, dtype=torch.float32).reshape(5, 2)  # (5, 2)
+    stacked = Compressor("stack", 2)(frames)
+    assert stacked.shape == (3, 4)
+    torch.testing.assert_close(stacked[0], torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    torch.testing.assert_close(stacked[2], torch.tensor([8.0, 9.0, 0.0, 0.0]))
+
+
+def test_layout_segments_and_labels(tiny_lm_dir: Path) -> None:
+    llm, tok = load_llm(tiny_lm_dir)
+    model = AVSRModel(config(), llm, tok)
+    feats = [{"audio": torch.randn(9, 12)}, {"audio": torch.randn(3, 12)}]
+    batch = model.assemble(feats, ["the cat", "a dog runs"])
+    prompt_len = len(tok("transcribe speech to text", add_special_tokens=False)["input_ids"])
+    seg0 = batch.segments[0].tolist()
+    assert seg0[0] == Segment.BOS and seg0[1] == Segment.DELIMITER
+    assert seg0[2:5] == [Segment.AUDIO] * 3 and seg0[5] == Segment.DELIMITER  # ceil(9 / 4) = 3 tokens
+    assert seg0[6 : 6 + prompt_len] == [Segment.PROMPT] * prompt_len
+    target = tok("the cat", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    labels0 = batch.labels[0][batch.labels[0] != -100].tolist()
+    assert labels0 == target
+    assert (batch.labels[batch.segments != Segment.RESPONSE] == -100).all()
+    assert (batch.attention_mask == (batch.segments != Segment.PAD).long()).all()
+
+
+def test_only_projector_and_lora_train(tiny_lm_dir: Path) -> None:
+    llm, tok = load_llm(tiny_lm_dir)
+    model = AVSRModel(config(), llm, tok)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all(n.startswith("projectors.") or "lora_" in n for n in names)
+    assert any("q_proj.lora_A" in n for n in names) and any("v_proj.lora_B" in n for n in names)
+    assert not any("k_proj" in n or "o_proj" in n for n in names)
+    out, _ = model([{"audio": torch.randn(8, 12)}], ["the cat"])
+    out.loss.backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
+
+
+def test_batched_generation_equals_one_at_a_time(tiny_lm_dir: Path) -> None:
+    llm, tok = load_llm(tiny_lm_dir)
+    model = AVSRModel(config(), llm, tok).eval()
+    feats = [{"audio": torch.randn(n, 12)} for n in (13, 4, 8)]
+    batched = model.generate(feats, beam_size=2, max_new_tokens=6)
+    single = [model.generate([f], beam_size=2, max_new_tokens=6)[0] for f in feats]
+    assert batched == single
+    assert model.generate(feats, beam_size=2, max_new_tokens=6) == batched
+
+
+def test_checkpoint_round_trip_and_refusal(tiny_lm_dir: Path) -> None:
+    llm, tok = load_llm(tiny_lm_dir)
+    model = AVSRModel(config(), llm, tok)
+    state = model.trainable_state_dict()
+    llm2, tok2 = load_llm(tiny_lm_dir)
+    other = AVSRModel(config(), llm2, tok2)
+    other.load_trainable_state_dict(state)
+    for name, tensor in other.trainable_state_dict().items():
+        torch.testing.assert_close(tensor, state[name])
+    llm3, tok3 = load_llm(tiny_lm_dir)
+    with pytest.raises(ValueError, match="shape"):
+        AVSRModel(config(hidden=20), llm3, tok3).load_trainable_state_dict(state)
+
+
+def test_missing_llm_folder_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="Llama-3.2"):
+        load_llm(tmp_path / "absent")
+
+
+def test_trainable_count_matches_llama_3b_by_hand(tiny_lm_dir: Path) -> None:
+    """Llama-3.2-3B shape (hidden 3072, 28 layers, 24 heads, 8 KV heads), Whisper-medium width 1024,
+    projector hidden 2048 with LayerNorm, LoRA rank 96 on q and v: counted by hand below."""
+    _, tok = load_llm(tiny_lm_dir)
+    shape = LlamaConfig(vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+                        num_attention_heads=24, num_key_value_heads=8, head_dim=128)
+    with torch.device("meta"):
+        llm = LlamaForCausalLM(shape)
+        model = AVSRModel(config(rate=4, dim=1024, hidden=2048, rank=96), llm, tok)
+    lora_q = 96 * (3072 + 3072)          # A: 3072 -> 96, B: 96 -> 3072
+    lora_v = 96 * (3072 + 8 * 128)       # A: 3072 -> 96, B: 96 -> 1024 (8 KV heads of 128)
+    projector = (1024 * 2048 + 2048) + (2048 * 3072 + 3072) + 2 * 3072
+    assert model.count_trainable() == 28 * (lora_q + lora_v) + projector == 35_924_992

@@ -1,0 +1,39 @@
+"""Train one experiment's projectors and LoRA adapters on cached features."""
+
+import json
+from pathlib import Path
+
+from avsr_sinks import cli
+from avsr_sinks.data.manifest import read_split
+from avsr_sinks.experiment import model_config, train_config, train_record
+from avsr_sinks.features import FeatureDataset, FeatureStore
+from avsr_sinks.grid import parse_name
+from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.train import seed_everything, train
+
+
+def main() -> None:
+    ap = cli.parser(__doc__)
+    ap.add_argument("--experiment", required=True)
+    ap.add_argument("--corpus-dir", type=Path, required=True)
+    ap.add_argument("--audio-features", type=Path, required=True)
+    ap.add_argument("--lm-dir", type=Path, required=True)
+    ap.add_argument("--out-dir", type=Path, required=True)
+    args = ap.parse_args()
+    params = cli.start(args)
+    experiment = parse_name(args.experiment)
+    transcripts = {u.uid: u.transcript for u in read_split(args.corpus_dir, "train", check_media=False)}
+    store = FeatureStore(args.audio_features)
+    dataset = FeatureDataset({"audio": store}, transcripts)
+    seed_everything(experiment.seed)
+    llm, tokenizer = load_llm(args.lm_dir, params["model"]["attn_implementation"])
+    width = dataset[0][1]["audio"].shape[1]
+    model = AVSRModel(model_config(params, experiment, {"audio": width}), llm, tokenizer)
+    print(f"{experiment.name}: {model.count_trainable():,} trainable parameters")
+    record = {**train_record(params, experiment), "audio_features": store.manifest}
+    summary = train(model, dataset, train_config(params, experiment), args.out_dir, record)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
