@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 from avsr_sinks import pipeline
 from avsr_sinks.config import SCHEMA_PATH, load_params
-from avsr_sinks.experiment import eval_record, train_record
+from avsr_sinks.records import eval_record, train_record
 from avsr_sinks.grid import build_grid, parse_name
 
 # params.yaml plus every --configfile overlay, in Snakemake's order. Our loader validates the merge and
@@ -47,6 +47,17 @@ def audio_encoder_input():
 
 def llm_input():
     return local_or_built(PARAMS["llm"]["path"], PARAMS["llm"]["source"] == "pretrain")
+
+
+def input_path(name, fallback):
+    """The named input's path, or ``fallback`` when that input is not declared (a user-provided folder
+    that does not exist yet: the job then fails with a message that says what to put there)."""
+
+    def resolve(wildcards, input):
+        value = getattr(input, name)
+        return str(value) if value else fallback
+
+    return resolve
 
 
 def train_trigger(wildcards):

@@ -16,7 +16,7 @@ rule evaluate:
         "logs/benchmarks/eval/{experiment}/{condition}.tsv"
     params:
         config=CONFIG_ARGS,
-        corpus=CORPUS_ROOT,
+        corpus=input_path("corpus", CORPUS_ROOT),
         trigger=eval_trigger,
     threads: THREADS
     resources:

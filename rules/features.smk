@@ -13,8 +13,8 @@ rule audio_features:
         f"logs/benchmarks/features/{pipeline.audio_encoder_id(PARAMS)}/{{split}}-{{condition}}.tsv"
     params:
         config=CONFIG_ARGS,
-        corpus=CORPUS_ROOT,
-        encoder=PARAMS["audio_encoder"]["path"],
+        corpus=input_path("corpus", CORPUS_ROOT),
+        encoder=input_path("encoder", PARAMS["audio_encoder"]["path"]),
     threads: THREADS
     resources:
         mem_mb=4000,

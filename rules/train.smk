@@ -14,8 +14,8 @@ rule train:
         "logs/benchmarks/train/{experiment}.tsv"
     params:
         config=CONFIG_ARGS,
-        corpus=CORPUS_ROOT,
-        llm=PARAMS["llm"]["path"],
+        corpus=input_path("corpus", CORPUS_ROOT),
+        llm=input_path("llm", PARAMS["llm"]["path"]),
         trigger=train_trigger,
     threads: THREADS
     resources:

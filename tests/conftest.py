@@ -25,11 +25,26 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tokenizer and a 2-layer LlamaForCausalLM, saved like the pretrain_lm rule saves them."""
     from avsr_sinks.lm import LMPretrainConfig, pretrain_lm, train_tokenizer
 
-    sentences = ["the cat sat on the mat", "a dog runs in the park", "we will go home soon",
-                 "she reads a small book", "they play music at night"] * 40
+    sentences = [
+        "the cat sat on the mat",
+        "a dog runs in the park",
+        "we will go home soon",
+        "she reads a small book",
+        "they play music at night",
+    ] * 40
     tokenizer = train_tokenizer(sentences, vocab_size=200)
-    cfg = LMPretrainConfig(seed=0, layers=2, hidden=32, heads=2, intermediate=64, seq_len=32, batch_size=4,
-                           steps=5, lr=1e-3, warmup_steps=1)
+    cfg = LMPretrainConfig(
+        seed=0,
+        layers=2,
+        hidden=32,
+        heads=2,
+        intermediate=64,
+        seq_len=32,
+        batch_size=4,
+        steps=5,
+        lr=1e-3,
+        warmup_steps=1,
+    )
     root = tmp_path_factory.mktemp("lm")
     pretrain_lm(cfg, tokenizer, sentences, sentences[:5], root / "lm", root / "log.csv")
     return root / "lm"

@@ -9,12 +9,27 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from avsr_sinks.model import AVSRModel, Compressor, ModelConfig, Segment, load_llm
 
 
-def config(rate: int = 4, compression: str = "avgpool", dim: int = 12, hidden: int = 16, rank: int = 4,
-           layernorm: bool = True) -> ModelConfig:
-    return ModelConfig(modalities=("audio",), rates={"audio": rate}, input_dims={"audio": dim},
-                       compression=compression, projector_hidden=hidden, projector_layernorm=layernorm,
-                       lora_rank=rank, lora_alpha=2, lora_dropout=0.0, lora_targets=("q_proj", "v_proj"),
-                       prompt="transcribe speech to text")
+def config(
+    rate: int = 4,
+    compression: str = "avgpool",
+    dim: int = 12,
+    hidden: int = 16,
+    rank: int = 4,
+    layernorm: bool = True,
+) -> ModelConfig:
+    return ModelConfig(
+        modalities=("audio",),
+        rates={"audio": rate},
+        input_dims={"audio": dim},
+        compression=compression,
+        projector_hidden=hidden,
+        projector_layernorm=layernorm,
+        lora_rank=rank,
+        lora_alpha=2,
+        lora_dropout=0.0,
+        lora_targets=("q_proj", "v_proj"),
+        prompt="transcribe speech to text",
+    )
 
 
 def test_avgpool_keeps_partial_window() -> None:
@@ -93,12 +108,19 @@ def test_trainable_count_matches_llama_3b_by_hand(tiny_lm_dir: Path) -> None:
     """Llama-3.2-3B shape (hidden 3072, 28 layers, 24 heads, 8 KV heads), Whisper-medium width 1024,
     projector hidden 2048 with LayerNorm, LoRA rank 96 on q and v: counted by hand below."""
     _, tok = load_llm(tiny_lm_dir)
-    shape = LlamaConfig(vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
-                        num_attention_heads=24, num_key_value_heads=8, head_dim=128)
+    shape = LlamaConfig(
+        vocab_size=128256,
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=28,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        head_dim=128,
+    )
     with torch.device("meta"):
         llm = LlamaForCausalLM(shape)
         model = AVSRModel(config(rate=4, dim=1024, hidden=2048, rank=96), llm, tok)
-    lora_q = 96 * (3072 + 3072)          # A: 3072 -> 96, B: 96 -> 3072
-    lora_v = 96 * (3072 + 8 * 128)       # A: 3072 -> 96, B: 96 -> 1024 (8 KV heads of 128)
+    lora_q = 96 * (3072 + 3072)  # A: 3072 -> 96, B: 96 -> 3072
+    lora_v = 96 * (3072 + 8 * 128)  # A: 3072 -> 96, B: 96 -> 1024 (8 KV heads of 128)
     projector = (1024 * 2048 + 2048) + (2048 * 3072 + 3072) + 2 * 3072
     assert model.count_trainable() == 28 * (lora_q + lora_v) + projector == 35_924_992

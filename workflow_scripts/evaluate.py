@@ -5,10 +5,11 @@ from pathlib import Path
 from avsr_sinks import cli
 from avsr_sinks.data.manifest import read_split
 from avsr_sinks.decode import decode_dataset, write_evaluation
-from avsr_sinks.experiment import eval_record, load_checkpoint
+from avsr_sinks.experiment import load_checkpoint
 from avsr_sinks.features import FeatureDataset, FeatureStore
 from avsr_sinks.grid import parse_name
 from avsr_sinks.io import git_commit
+from avsr_sinks.records import eval_record
 
 
 def main() -> None:
@@ -30,7 +31,10 @@ def main() -> None:
     hyps = decode_dataset(model, dataset, dec["batch_size"], dec["beam_size"], dec["max_new_tokens"])
     record = {**eval_record(params, experiment), "condition": args.condition, "git_commit": git_commit()}
     scores = write_evaluation(hyps, args.out_json, args.out_csv, record)
-    print(f"{experiment.name} {args.condition}: WER {100 * scores['wer']:.2f}% over {scores['utterances']} utterances")
+    print(
+        f"{experiment.name} {args.condition}: WER {100 * scores['wer']:.2f}%"
+        f" over {scores['utterances']} utterances"
+    )
 
 
 if __name__ == "__main__":

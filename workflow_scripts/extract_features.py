@@ -20,11 +20,24 @@ def main() -> None:
     params = cli.start(args)
     enc = params["audio_encoder"]
     encoder = load_audio_encoder(args.encoder_dir, window_seconds=enc["window_seconds"])
-    utterances = {u.uid: u for u in read_split(args.corpus_dir, args.split, params["corpus"]["on_bad_sample"])}
-    manifest = {"encoder": encoder.identity(), "frame_rate": encoder.frame_rate, "corpus": params["corpus"]["name"],
-                "split": args.split, "condition": args.condition}
-    extract_features(list(utterances), lambda uid: read_audio(utterances[uid].audio_path), encoder.encode,
-                     args.out_dir, manifest, batch_size=enc["batch_size"])
+    utterances = {
+        u.uid: u for u in read_split(args.corpus_dir, args.split, params["corpus"]["on_bad_sample"])
+    }
+    manifest = {
+        "encoder": encoder.identity(),
+        "frame_rate": encoder.frame_rate,
+        "corpus": params["corpus"]["name"],
+        "split": args.split,
+        "condition": args.condition,
+    }
+    extract_features(
+        list(utterances),
+        lambda uid: read_audio(utterances[uid].audio_path),
+        encoder.encode,
+        args.out_dir,
+        manifest,
+        batch_size=enc["batch_size"],
+    )
 
 
 if __name__ == "__main__":

@@ -20,11 +20,20 @@ def main() -> None:
     args = ap.parse_args()
     params = cli.start(args)
     cfg = lm_pretrain_config(params)
-    splits = {s: [u.transcript for u in read_split(args.corpus_dir, s, check_media=False)]
-              for s in ("train", "val", "test")}
+    splits = {
+        s: [u.transcript for u in read_split(args.corpus_dir, s, check_media=False)]
+        for s in ("train", "val", "test")
+    }
     held_out = set(splits["val"]) | set(splits["test"])
-    extra = generate_text_corpus(seed=cfg.seed, n_sentences=params["llm"]["pretrain"]["extra_sentences"],
-                                 exclude=held_out)
+    synth = params["corpus"]["synth"]
+    extra = generate_text_corpus(
+        seed=cfg.seed,
+        n_sentences=params["llm"]["pretrain"]["extra_sentences"],
+        exclude=held_out,
+        vocab_size=synth["vocab_size"],
+        min_words=synth["min_words"],
+        max_words=synth["max_words"],
+    )
     text = splits["train"] + extra
     tokenizer = train_tokenizer(text, params["llm"]["tokenizer_vocab_size"])
     summary = pretrain_lm(cfg, tokenizer, text, splits["val"], args.out_dir, args.log_csv)

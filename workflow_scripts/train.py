@@ -5,10 +5,11 @@ from pathlib import Path
 
 from avsr_sinks import cli
 from avsr_sinks.data.manifest import read_split
-from avsr_sinks.experiment import model_config, train_config, train_record
+from avsr_sinks.experiment import model_config, train_config
 from avsr_sinks.features import FeatureDataset, FeatureStore
 from avsr_sinks.grid import parse_name
 from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.records import train_record
 from avsr_sinks.train import seed_everything, train
 
 

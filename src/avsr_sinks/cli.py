@@ -13,8 +13,12 @@ from avsr_sinks.config import load_params
 
 def parser(description: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--params", nargs="+", default=["params.yaml"],
-                    help="params.yaml followed by any overlays, merged in order")
+    ap.add_argument(
+        "--params",
+        nargs="+",
+        default=["params.yaml"],
+        help="params.yaml followed by any overlays, merged in order",
+    )
     ap.add_argument("--threads", type=int, help="torch threads (default: runtime.threads in params)")
     return ap
 

@@ -43,8 +43,13 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     return schema
 
 
-def _merge(base: dict[str, Any], overlay: Mapping[str, Any], sources: dict[KeyPath, str], source: str,
-           prefix: KeyPath = ()) -> None:
+def _merge(
+    base: dict[str, Any],
+    overlay: Mapping[str, Any],
+    sources: dict[KeyPath, str],
+    source: str,
+    prefix: KeyPath = (),
+) -> None:
     for key, value in overlay.items():
         path = (*prefix, str(key))
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
@@ -85,8 +90,11 @@ def _describe(error: jsonschema.ValidationError, sources: Mapping[KeyPath, str])
     return f"{_source_of(path, sources)}: key '{key}' = {error.instance!r}: {error.message}"
 
 
-def validate(params: Mapping[str, Any], sources: Mapping[KeyPath, str] | None = None,
-             schema: Mapping[str, Any] | None = None) -> None:
+def validate(
+    params: Mapping[str, Any],
+    sources: Mapping[KeyPath, str] | None = None,
+    schema: Mapping[str, Any] | None = None,
+) -> None:
     """Raise ConfigError listing every schema violation, each naming key, value and file."""
     schema = schema if schema is not None else load_schema()
     sources = sources or {}

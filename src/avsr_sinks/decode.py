@@ -45,20 +45,25 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> dic
     }
 
 
-def decode_dataset(model: AVSRModel, dataset: FeatureDataset, batch_size: int, beam_size: int,
-                   max_new_tokens: int) -> pd.DataFrame:
+def decode_dataset(
+    model: AVSRModel, dataset: FeatureDataset, batch_size: int, beam_size: int, max_new_tokens: int
+) -> pd.DataFrame:
     """Hypotheses for every utterance, in dataset order (columns uid, reference, hypothesis)."""
     model.eval()
     rows = []
     for start in tqdm(range(0, len(dataset), batch_size), desc="decode", mininterval=5):
         batch = collate_features([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         hyps = model.generate(batch["features"], beam_size=beam_size, max_new_tokens=max_new_tokens)
-        rows += [{"uid": u, "reference": r, "hypothesis": h}
-                 for u, r, h in zip(batch["uids"], batch["transcripts"], hyps, strict=True)]
+        rows += [
+            {"uid": u, "reference": r, "hypothesis": h}
+            for u, r, h in zip(batch["uids"], batch["transcripts"], hyps, strict=True)
+        ]
     return pd.DataFrame(rows, columns=["uid", "reference", "hypothesis"])
 
 
-def write_evaluation(hyps: pd.DataFrame, json_path: Path, csv_path: Path, record: dict[str, Any]) -> dict[str, Any]:
+def write_evaluation(
+    hyps: pd.DataFrame, json_path: Path, csv_path: Path, record: dict[str, Any]
+) -> dict[str, Any]:
     """Score the hypotheses and write ``<condition>.hyp.csv`` and ``<condition>.json`` atomically."""
     scores = word_error_rate(hyps["reference"].tolist(), hyps["hypothesis"].tolist())
     with atomic_path(csv_path) as tmp:

@@ -21,8 +21,9 @@ LIB = "src/avsr_sinks"
 MODEL_CODE = [f"{LIB}/model.py", f"{LIB}/features.py", f"{LIB}/experiment.py", f"{LIB}/config.py"]
 
 
-def _stage(cmd: str, deps: list[str], outs: list[Any], params: list[str] | None = None,
-           **extra: Any) -> dict[str, Any]:
+def _stage(
+    cmd: str, deps: list[str], outs: list[Any], params: list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
     stage: dict[str, Any] = {"cmd": cmd, "deps": deps}
     if params:
         stage["params"] = params
@@ -62,15 +63,22 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
             metrics=[{"results/lm/pretrain.json": {"cache": False}}],
         )
     feature_sets = {"train-clean": {"split": "train", "condition": "clean"}}
-    feature_sets.update({f"test-{c}": {"split": "test", "condition": c} for c in params["evaluate"]["conditions"]})
+    feature_sets.update(
+        {f"test-{c}": {"split": "test", "condition": c} for c in params["evaluate"]["conditions"]}
+    )
     features = pipeline.feature_dir(params, "${item.split}", "${item.condition}")
     stages["audio_features"] = {
         "foreach": feature_sets,
         "do": _stage(
             f"{PY}/extract_features.py --params params.yaml --corpus-dir {corpus} --encoder-dir {enc['path']}"
             f" --split ${{item.split}} --condition ${{item.condition}} --out-dir {features}",
-            deps=[*corpus_deps, enc["path"], "workflow_scripts/extract_features.py", f"{LIB}/features.py",
-                  f"{LIB}/encoders"],
+            deps=[
+                *corpus_deps,
+                enc["path"],
+                "workflow_scripts/extract_features.py",
+                f"{LIB}/features.py",
+                f"{LIB}/encoders",
+            ],
             params=["audio_encoder", "corpus.on_bad_sample"],
             outs=[features],
         ),
@@ -84,23 +92,37 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
             f"{PY}/train.py --params params.yaml --experiment ${{item.experiment}} --corpus-dir {corpus}"
             f" --audio-features {train_features} --lm-dir {llm['path']}"
             f" --out-dir {pipeline.checkpoint_dir('${item.experiment}')}",
-            deps=[*corpus_deps, train_features, llm["path"], "workflow_scripts/train.py", f"{LIB}/train.py",
-                  *MODEL_CODE],
+            deps=[
+                *corpus_deps,
+                train_features,
+                llm["path"],
+                "workflow_scripts/train.py",
+                f"{LIB}/train.py",
+                *MODEL_CODE,
+            ],
             params=model_params,
             outs=[pipeline.checkpoint_dir("${item.experiment}")],
         ),
     }
     ckpt = pipeline.checkpoint_dir("${item.experiment}")
     out_json = pipeline.eval_json("${item.experiment}", "${item.condition}")
+    test_features = pipeline.feature_dir(params, "test", "${item.condition}")
     stages["evaluate"] = {
         "matrix": {"experiment": list(experiments), "condition": list(params["evaluate"]["conditions"])},
         **_stage(
             f"{PY}/evaluate.py --params params.yaml --experiment ${{item.experiment}} --checkpoint {ckpt}"
-            f" --corpus-dir {corpus} --audio-features {pipeline.feature_dir(params, 'test', '${item.condition}')}"
+            f" --corpus-dir {corpus} --audio-features {test_features}"
             f" --condition ${{item.condition}} --out-json {out_json}"
             f" --out-csv {pipeline.eval_csv('${item.experiment}', '${item.condition}')}",
-            deps=[*corpus_deps, ckpt, pipeline.feature_dir(params, "test", "${item.condition}"), llm["path"],
-                  "workflow_scripts/evaluate.py", f"{LIB}/decode.py", *MODEL_CODE],
+            deps=[
+                *corpus_deps,
+                ckpt,
+                pipeline.feature_dir(params, "test", "${item.condition}"),
+                llm["path"],
+                "workflow_scripts/evaluate.py",
+                f"{LIB}/decode.py",
+                *MODEL_CODE,
+            ],
             params=[*model_params, "decode"],
             outs=[{pipeline.eval_csv("${item.experiment}", "${item.condition}"): {"cache": False}}],
             metrics=[{out_json: {"cache": False}}],

@@ -1,9 +1,4 @@
-"""Per-experiment settings resolved from params, the records stored beside results, and checkpoint loading.
-
-A record is the part of the configuration that determines a stage's output. It is stored in the
-checkpoint's experiment.json, drives Snakemake's rerun-on-params trigger, and is compared when a
-checkpoint is loaded, so a checkpoint is never evaluated under a configuration it was not trained with.
-"""
+"""Per-experiment settings resolved from params, and loading a checkpoint under its experiment's record."""
 
 from __future__ import annotations
 
@@ -18,6 +13,7 @@ from safetensors.torch import load_file
 from avsr_sinks.grid import Experiment
 from avsr_sinks.lm import LMPretrainConfig
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
+from avsr_sinks.records import differences, train_record
 from avsr_sinks.train import TrainConfig
 
 
@@ -26,7 +22,9 @@ def lm_pretrain_config(params: Mapping[str, Any]) -> LMPretrainConfig:
     return LMPretrainConfig(**{k: p[k] for k in LMPretrainConfig.__dataclass_fields__})
 
 
-def model_config(params: Mapping[str, Any], experiment: Experiment, input_dims: Mapping[str, int]) -> ModelConfig:
+def model_config(
+    params: Mapping[str, Any], experiment: Experiment, input_dims: Mapping[str, int]
+) -> ModelConfig:
     m = params["model"]
     rates = {"audio": experiment.audio_rate, "video": experiment.video_rate}
     return ModelConfig(
@@ -47,57 +45,36 @@ def model_config(params: Mapping[str, Any], experiment: Experiment, input_dims: 
 def train_config(params: Mapping[str, Any], experiment: Experiment) -> TrainConfig:
     t = params["train"]
     return TrainConfig(
-        seed=experiment.seed, lr=t["lr"][experiment.task], betas=tuple(t["betas"]),
-        weight_decay=t["weight_decay"], epochs=t["epochs"], max_frames=t["max_frames"],
-        grad_clip=t["grad_clip"], checkpoint_every=t["checkpoint_every"],
+        seed=experiment.seed,
+        lr=t["lr"][experiment.task],
+        betas=tuple(t["betas"]),
+        weight_decay=t["weight_decay"],
+        epochs=t["epochs"],
+        max_frames=t["max_frames"],
+        grad_clip=t["grad_clip"],
+        checkpoint_every=t["checkpoint_every"],
         projector_lr_multiplier=t["projector_lr_multiplier"],
     )
 
 
-def train_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
-    """Everything the trained weights depend on."""
-    return {
-        "experiment": experiment.name,
-        "task": experiment.task,
-        "audio_rate": experiment.audio_rate,
-        "video_rate": experiment.video_rate,
-        "method": experiment.method,
-        "seed": experiment.seed,
-        "corpus": {k: params["corpus"][k] for k in ("name", "kind", "root", "synth")},
-        "audio_encoder": {k: params["audio_encoder"][k] for k in ("source", "path", "name", "window_seconds")},
-        "llm": params["llm"],
-        "model": {**params["model"], "prompts": params["model"]["prompts"][experiment.task]},
-        "train": {**params["train"], "lr": params["train"]["lr"][experiment.task]},
-    }
-
-
-def eval_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
-    return {**train_record(params, experiment), "decode": params["decode"]}
-
-
-def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
-    if isinstance(stored, Mapping) and isinstance(wanted, Mapping):
-        keys = sorted(set(stored) | set(wanted))
-        return [d for k in keys for d in _differences(stored.get(k), wanted.get(k), f"{prefix}{k}.")]
-    if json.dumps(stored, sort_keys=True) != json.dumps(wanted, sort_keys=True):
-        return [f"{prefix.rstrip('.')}: checkpoint has {stored!r}, requested {wanted!r}"]
-    return []
-
-
-def load_checkpoint(checkpoint: Path, params: Mapping[str, Any], experiment: Experiment,
-                    input_dims: Mapping[str, int]) -> AVSRModel:
+def load_checkpoint(
+    checkpoint: Path, params: Mapping[str, Any], experiment: Experiment, input_dims: Mapping[str, int]
+) -> AVSRModel:
     """Rebuild the model of ``experiment`` and load its trained tensors, refusing a mismatching checkpoint."""
     checkpoint = Path(checkpoint)
     meta_path = checkpoint / "experiment.json"
     if not meta_path.is_file() or not (checkpoint / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{checkpoint}: not a finished checkpoint (experiment.json and model.safetensors "
-                                "expected); rerun the train rule for it")
+        raise FileNotFoundError(
+            f"{checkpoint}: not a finished checkpoint (experiment.json and model.safetensors "
+            "expected); rerun the train rule for it"
+        )
     stored = json.loads(meta_path.read_text(encoding="utf-8"))
     wanted = train_record(params, experiment)
-    mismatches = _differences({k: stored.get(k) for k in wanted}, wanted)
+    mismatches = differences({k: stored.get(k) for k in wanted}, wanted)
     if mismatches:
-        raise ValueError(f"{meta_path}: checkpoint does not match the requested experiment:\n  "
-                         + "\n  ".join(mismatches))
+        raise ValueError(
+            f"{meta_path}: checkpoint does not match the requested experiment:\n  " + "\n  ".join(mismatches)
+        )
     llm, tokenizer = load_llm(params["llm"]["path"], params["model"]["attn_implementation"])
     model = AVSRModel(model_config(params, experiment, input_dims), llm, tokenizer)
     model.load_trainable_state_dict(load_file(str(checkpoint / "model.safetensors")))

@@ -72,7 +72,9 @@ def extract_features(
         if shard:
             save_file(shard, str(tmp / f"shard-{shard_id:05d}.safetensors"))
         (tmp / "index.json").write_text(json.dumps(index), encoding="utf-8")
-        (tmp / "manifest.json").write_text(json.dumps(dict(manifest), indent=2, sort_keys=True), encoding="utf-8")
+        (tmp / "manifest.json").write_text(
+            json.dumps(dict(manifest), indent=2, sort_keys=True), encoding="utf-8"
+        )
 
 
 class FeatureStore:
@@ -82,15 +84,19 @@ class FeatureStore:
         self.folder = Path(folder)
         for name in ("index.json", "manifest.json"):
             if not (self.folder / name).is_file():
-                raise FileNotFoundError(f"{self.folder}: not a feature cache ({name} missing); rerun the "
-                                        "features rule to rebuild it")
+                raise FileNotFoundError(
+                    f"{self.folder}: not a feature cache ({name} missing); rerun the "
+                    "features rule to rebuild it"
+                )
         self.manifest = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
         if expected_encoder is not None and self.manifest.get("encoder") != dict(expected_encoder):
             raise StaleCacheError(
                 f"{self.folder}: cache was made by encoder {self.manifest.get('encoder')}, but "
                 f"{dict(expected_encoder)} is requested; delete the folder and rerun the features rule"
             )
-        self.index: dict[str, list[Any]] = json.loads((self.folder / "index.json").read_text(encoding="utf-8"))
+        self.index: dict[str, list[Any]] = json.loads(
+            (self.folder / "index.json").read_text(encoding="utf-8")
+        )
         shards = sorted(self.folder.glob("shard-*.safetensors"))
         self._tensors: dict[tuple[int, str], torch.Tensor] = {}
         for shard in shards:
@@ -114,7 +120,6 @@ class FeatureStore:
         return self._tensors[(shard_id, key)]
 
 
-
 class FeatureDataset(torch.utils.data.Dataset):
     """Utterances as (uid, {modality: (T, D) features}, transcript) from one cache per modality."""
 
@@ -125,8 +130,10 @@ class FeatureDataset(torch.utils.data.Dataset):
         for modality, store in self.stores.items():
             absent = [uid for uid in self.uids if uid not in store.index]
             if absent:
-                raise ValueError(f"{store.folder}: no {modality} features for {len(absent)} utterance(s), "
-                                 f"e.g. {absent[0]}; rebuild the cache")
+                raise ValueError(
+                    f"{store.folder}: no {modality} features for {len(absent)} utterance(s), "
+                    f"e.g. {absent[0]}; rebuild the cache"
+                )
         self.transcripts = {uid: transcripts[uid] for uid in self.uids}
 
     def __len__(self) -> int:
@@ -145,4 +152,8 @@ class FeatureDataset(torch.utils.data.Dataset):
 
 def collate_features(items: Sequence[tuple[str, dict[str, torch.Tensor], str]]) -> dict[str, list]:
     """Keep samples unpadded: the model compresses each on its own frames and pads after projection."""
-    return {"uids": [i[0] for i in items], "features": [i[1] for i in items], "transcripts": [i[2] for i in items]}
+    return {
+        "uids": [i[0] for i in items],
+        "features": [i[1] for i in items],
+        "transcripts": [i[2] for i in items],
+    }

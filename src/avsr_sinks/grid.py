@@ -13,7 +13,9 @@ from typing import Any
 TASKS = ("asr",)
 METHODS = ("baseline",)
 
-_NAME = re.compile(r"^(?P<task>asr|vsr|avsr)-(?:a(?P<a>\d+))?(?:v(?P<v>\d+))?-(?P<method>[a-z]+)-s(?P<seed>\d+)$")
+_NAME = re.compile(
+    r"^(?P<task>asr|vsr|avsr)-(?:a(?P<a>\d+))?(?:v(?P<v>\d+))?-(?P<method>[a-z]+)-s(?P<seed>\d+)$"
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -74,4 +76,6 @@ def build_grid(params: Mapping[str, Any]) -> list[Experiment]:
         for method in grid["methods"]
         for seed in grid["seeds"]
     ]
-    return sorted(set(experiments), key=lambda e: (e.task, e.audio_rate or 0, e.video_rate or 0, e.method, e.seed))
+    return sorted(
+        set(experiments), key=lambda e: (e.task, e.audio_rate or 0, e.video_rate or 0, e.method, e.seed)
+    )

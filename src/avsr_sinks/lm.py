@@ -18,7 +18,12 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from tqdm import tqdm
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    get_cosine_schedule_with_warmup,
+)
 
 from avsr_sinks.io import atomic_path
 
@@ -66,7 +71,9 @@ def train_tokenizer(sentences: Sequence[str], vocab_size: int) -> PreTrainedToke
     )
 
 
-def pack_sentences(tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str], seq_len: int) -> torch.Tensor:
+def pack_sentences(
+    tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str], seq_len: int
+) -> torch.Tensor:
     """Concatenate ``sentence EOS`` streams into rows of ``seq_len`` tokens, each row opening with BOS.
 
     Returns a (rows, seq_len) long tensor; a leftover shorter than one row is dropped.
@@ -101,8 +108,12 @@ def sentence_batch(tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str])
 
 
 @torch.inference_mode()
-def perplexity(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str],
-               batch_size: int = 64) -> float:
+def perplexity(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    sentences: Sequence[str],
+    batch_size: int = 64,
+) -> float:
     """Token-level perplexity of ``BOS sentence EOS`` (BOS itself is not predicted)."""
     model.eval()
     total_nll, total_tokens = 0.0, 0
@@ -136,8 +147,14 @@ def build_llama(cfg: LMPretrainConfig, tokenizer: PreTrainedTokenizerFast) -> Ll
     return LlamaForCausalLM(config)
 
 
-def pretrain_lm(cfg: LMPretrainConfig, tokenizer: PreTrainedTokenizerFast, train_sentences: Sequence[str],
-                heldout_sentences: Sequence[str], out_dir: Path, log_path: Path) -> dict[str, float]:
+def pretrain_lm(
+    cfg: LMPretrainConfig,
+    tokenizer: PreTrainedTokenizerFast,
+    train_sentences: Sequence[str],
+    heldout_sentences: Sequence[str],
+    out_dir: Path,
+    log_path: Path,
+) -> dict[str, float]:
     """Pretrain a small Llama on packed text; save model and tokenizer to ``out_dir`` atomically.
 
     Writes a per-step CSV log (loss, learning rate, tokens/s) to ``log_path`` and returns the summary.

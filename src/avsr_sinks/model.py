@@ -37,10 +37,10 @@ class Segment(IntEnum):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    modalities: tuple[str, ...]          # ("audio",), ("video",) or ("audio", "video"), in input order
-    rates: Mapping[str, int]             # compression rate per modality
-    input_dims: Mapping[str, int]        # encoder output width per modality
-    compression: str                     # "avgpool" (the paper) or "stack" (older Llama-AVSR)
+    modalities: tuple[str, ...]  # ("audio",), ("video",) or ("audio", "video"), in input order
+    rates: Mapping[str, int]  # compression rate per modality
+    input_dims: Mapping[str, int]  # encoder output width per modality
+    compression: str  # "avgpool" (the paper) or "stack" (older Llama-AVSR)
     projector_hidden: int
     projector_layernorm: bool
     lora_rank: int
@@ -70,14 +70,21 @@ def load_llm(path: str | Path, attn_implementation: str = "eager") -> tuple[PreT
         )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     llm = AutoModelForCausalLM.from_pretrained(
-        path, local_files_only=True, trust_remote_code=False, attn_implementation=attn_implementation,
+        path,
+        local_files_only=True,
+        trust_remote_code=False,
+        attn_implementation=attn_implementation,
         dtype=torch.float32,
     )
     added = tokenizer.add_special_tokens(
         {"pad_token": SPECIAL_TOKENS["pad"]} if tokenizer.pad_token is None else {}
     )
-    missing = [t for pair in (SPECIAL_TOKENS["audio"], SPECIAL_TOKENS["video"]) for t in pair
-               if t not in tokenizer.get_vocab()]
+    missing = [
+        t
+        for pair in (SPECIAL_TOKENS["audio"], SPECIAL_TOKENS["video"])
+        for t in pair
+        if t not in tokenizer.get_vocab()
+    ]
     added += tokenizer.add_special_tokens({"additional_special_tokens": missing}) if missing else 0
     if added:
         # Llama 3.2's tokenizer lacks Llama-AVSR's special tokens: add them, as the authors do.
@@ -105,7 +112,9 @@ class Compressor(nn.Module):
         if self.rate == 1:
             return frames
         if self.mode == "avgpool":
-            pooled = nn.functional.avg_pool1d(frames.T.unsqueeze(0), self.rate, self.rate, ceil_mode=True)  # (1, D, T')
+            pooled = nn.functional.avg_pool1d(
+                frames.T.unsqueeze(0), self.rate, self.rate, ceil_mode=True
+            )  # (1, D, T')
             return pooled.squeeze(0).T  # (T', D)
         pad = (-frames.shape[0]) % self.rate
         frames = nn.functional.pad(frames, (0, 0, 0, pad))  # (T + pad, D)
@@ -124,10 +133,10 @@ class Projector(nn.Sequential):
 
 @dataclass
 class AssembledBatch:
-    inputs_embeds: torch.Tensor   # (B, L, H)
+    inputs_embeds: torch.Tensor  # (B, L, H)
     attention_mask: torch.Tensor  # (B, L), 1 on real tokens
-    labels: torch.Tensor | None   # (B, L), -100 outside transcript + EOS
-    segments: torch.Tensor        # (B, L), Segment values
+    labels: torch.Tensor | None  # (B, L), -100 outside transcript + EOS
+    segments: torch.Tensor  # (B, L), Segment values
 
 
 class AVSRModel(nn.Module):
@@ -135,19 +144,34 @@ class AVSRModel(nn.Module):
         super().__init__()
         self.cfg, self.tokenizer = cfg, tokenizer
         hidden = llm.config.hidden_size
-        self.compressors = nn.ModuleDict({m: Compressor(cfg.compression, cfg.rates[m]) for m in cfg.modalities})
-        self.projectors = nn.ModuleDict({
-            m: Projector(self.compressors[m].output_width(cfg.input_dims[m]), cfg.projector_hidden, hidden,
-                         cfg.projector_layernorm)
-            for m in cfg.modalities
-        })
+        self.compressors = nn.ModuleDict(
+            {m: Compressor(cfg.compression, cfg.rates[m]) for m in cfg.modalities}
+        )
+        self.projectors = nn.ModuleDict(
+            {
+                m: Projector(
+                    self.compressors[m].output_width(cfg.input_dims[m]),
+                    cfg.projector_hidden,
+                    hidden,
+                    cfg.projector_layernorm,
+                )
+                for m in cfg.modalities
+            }
+        )
         for param in llm.parameters():
             param.requires_grad_(False)
-        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=list(cfg.lora_targets), bias="none")
+        lora = LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.lora_targets),
+            bias="none",
+        )
         self.llm: PeftModel = get_peft_model(llm, lora)
         self._prompt_ids = tokenizer(cfg.prompt, add_special_tokens=False)["input_ids"]
-        self._delimiters = {m: tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS[m])) for m in cfg.modalities}
+        self._delimiters = {
+            m: tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS[m])) for m in cfg.modalities
+        }
 
     # ----- parameters -------------------------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -158,15 +182,17 @@ class AVSRModel(nn.Module):
         missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
         if missing or unexpected:
             raise ValueError(
-                f"checkpoint does not fit this model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                f"checkpoint does not fit this model: missing {missing[:5]}{'...' * (len(missing) > 5)}, "
                 f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
             )
         params = dict(self.named_parameters())
         with torch.no_grad():
             for name, tensor in tensors.items():
                 if params[name].shape != tensor.shape:
-                    raise ValueError(f"checkpoint tensor {name}: shape {tuple(tensor.shape)}, "
-                                     f"model expects {tuple(params[name].shape)}")
+                    raise ValueError(
+                        f"checkpoint tensor {name}: shape {tuple(tensor.shape)}, "
+                        f"model expects {tuple(params[name].shape)}"
+                    )
                 params[name].copy_(tensor)
 
     def count_trainable(self) -> int:
@@ -190,8 +216,12 @@ class AVSRModel(nn.Module):
         segments += [Segment.PROMPT] * len(self._prompt_ids)
         return pieces, segments
 
-    def assemble(self, features: Sequence[Mapping[str, torch.Tensor]], transcripts: Sequence[str] | None = None,
-                 padding_side: str = "right") -> AssembledBatch:
+    def assemble(
+        self,
+        features: Sequence[Mapping[str, torch.Tensor]],
+        transcripts: Sequence[str] | None = None,
+        padding_side: str = "right",
+    ) -> AssembledBatch:
         """Build the LLM input for a batch.
 
         ``features[b][modality]`` is that sample's (T, D) encoder output, unpadded. With transcripts the
@@ -199,8 +229,11 @@ class AVSRModel(nn.Module):
         prefix is built (generation, left padding).
         """
         rows, row_segments, row_labels = [], [], []
-        targets = (self.tokenizer(list(transcripts), add_special_tokens=False)["input_ids"]
-                   if transcripts is not None else [None] * len(features))
+        targets = (
+            self.tokenizer(list(transcripts), add_special_tokens=False)["input_ids"]
+            if transcripts is not None
+            else [None] * len(features)
+        )
         for sample, target in zip(features, targets, strict=True):
             pieces, segments = self._prefix(sample)
             labels = [-100] * len(segments)
@@ -228,23 +261,37 @@ class AVSRModel(nn.Module):
         return AssembledBatch(embeds, mask, labels if transcripts is not None else None, segs)
 
     # ----- training and decoding --------------------------------------------------------------------
-    def forward(self, features: Sequence[Mapping[str, torch.Tensor]], transcripts: Sequence[str],
-                output_hidden_states: bool = False):
+    def forward(
+        self,
+        features: Sequence[Mapping[str, torch.Tensor]],
+        transcripts: Sequence[str],
+        output_hidden_states: bool = False,
+    ):
         batch = self.assemble(features, transcripts)
-        out = self.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                       labels=batch.labels, output_hidden_states=output_hidden_states)
+        out = self.llm(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            labels=batch.labels,
+            output_hidden_states=output_hidden_states,
+        )
         return out, batch
 
     @torch.inference_mode()
-    def generate(self, features: Sequence[Mapping[str, torch.Tensor]], beam_size: int,
-                 max_new_tokens: int) -> list[str]:
+    def generate(
+        self, features: Sequence[Mapping[str, torch.Tensor]], beam_size: int, max_new_tokens: int
+    ) -> list[str]:
         """Deterministic beam search (no sampling, whatever the LLM's own generation config says)."""
         batch = self.assemble(features, padding_side="left")
         config = GenerationConfig(
-            num_beams=beam_size, do_sample=False, max_new_tokens=max_new_tokens, early_stopping=True,
-            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+            num_beams=beam_size,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            early_stopping=True,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
             bos_token_id=self.tokenizer.bos_token_id,
         )
-        out = self.llm.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                                generation_config=config)
+        out = self.llm.generate(
+            inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, generation_config=config
+        )
         return [text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

@@ -11,8 +11,20 @@ import pandas as pd
 from avsr_sinks.grid import parse_name
 from avsr_sinks.io import write_text_atomic
 
-WER_COLUMNS = ["experiment", "task", "rates", "method", "seed", "condition", "wer_percent", "substitutions",
-               "deletions", "insertions", "reference_words", "utterances"]
+WER_COLUMNS = [
+    "experiment",
+    "task",
+    "rates",
+    "method",
+    "seed",
+    "condition",
+    "wer_percent",
+    "substitutions",
+    "deletions",
+    "insertions",
+    "reference_words",
+    "utterances",
+]
 
 
 def collect_wer(eval_files: Sequence[Path]) -> pd.DataFrame:
@@ -22,13 +34,21 @@ def collect_wer(eval_files: Sequence[Path]) -> pd.DataFrame:
         path = Path(path)
         result = json.loads(path.read_text(encoding="utf-8"))
         experiment = parse_name(path.parent.name)
-        rows.append({
-            "experiment": experiment.name, "task": experiment.task.upper(), "rates": experiment.rates,
-            "method": experiment.method, "seed": experiment.seed, "condition": path.stem,
-            "wer_percent": round(100 * result["wer"], 2),
-            **{k: result[k] for k in WER_COLUMNS[7:]},
-        })
-    return pd.DataFrame(rows, columns=WER_COLUMNS).sort_values(["task", "rates", "method", "seed", "condition"])
+        rows.append(
+            {
+                "experiment": experiment.name,
+                "task": experiment.task.upper(),
+                "rates": experiment.rates,
+                "method": experiment.method,
+                "seed": experiment.seed,
+                "condition": path.stem,
+                "wer_percent": round(100 * result["wer"], 2),
+                **{k: result[k] for k in WER_COLUMNS[7:]},
+            }
+        )
+    return pd.DataFrame(rows, columns=WER_COLUMNS).sort_values(
+        ["task", "rates", "method", "seed", "condition"]
+    )
 
 
 def write_wer_tables(eval_files: Sequence[Path], csv_path: Path, md_path: Path) -> pd.DataFrame:

@@ -1,0 +1,72 @@
+"""PyAV readers and writers: round trips, conversion, probing, atomic writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avsr_sinks.data import media
+from tests.data.conftest import moving_square, tone
+
+
+def test_audio_round_trip(tmp_path: Path) -> None:
+    x = tone(16000)
+    media.write_audio(tmp_path / "a.wav", x)
+    y = media.read_audio(tmp_path / "a.wav")
+    assert y.dtype == np.float32 and y.shape == (16000,)
+    assert np.abs(y - x).max() < 1e-4
+
+
+def test_stereo_44k_is_downmixed_and_resampled(tmp_path: Path) -> None:
+    x = tone(44100, sr=44100)
+    media.write_audio(tmp_path / "s.wav", np.stack([x, x], axis=1), 44100)
+    info = media.probe(tmp_path / "s.wav")
+    assert (info.kind, info.rate, info.channels) == ("audio", 44100, 2)
+    y = media.read_audio(tmp_path / "s.wav")
+    assert y.ndim == 1 and abs(len(y) - 16000) <= 1
+    # Averaging identical channels keeps the level (a -3 dB down-mix would not).
+    assert abs(np.abs(y).max() - np.abs(x).max()) < 0.05
+
+
+def test_video_round_trip_gray_and_colour(tmp_path: Path) -> None:
+    frames = moving_square(25)
+    media.write_video(tmp_path / "g.mp4", frames)
+    out = media.read_video(tmp_path / "g.mp4")
+    assert out.dtype == np.uint8 and out.shape == (25, 96, 96)
+    assert np.abs(out.astype(int) - frames).mean() < 2
+    colour = np.stack([frames, frames, frames], axis=-1)
+    media.write_video(tmp_path / "c.mp4", colour)
+    assert media.read_video(tmp_path / "c.mp4").shape == (25, 96, 96)
+    info = media.probe(tmp_path / "g.mp4")
+    assert (info.kind, info.frames, info.rate, info.width) == ("video", 25, 25.0, 96)
+    assert info.duration == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("frames", "problem"),
+    [(np.zeros((5, 95, 96), np.uint8), "even"), (np.zeros((5, 96, 96), np.float32), "uint8")],
+)
+def test_bad_video_write_leaves_nothing(tmp_path: Path, frames: np.ndarray, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        media.write_video(tmp_path / "x.mp4", frames)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_audio_write_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        media.write_audio(tmp_path / "x.wav", np.zeros((10, 5)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_audio_from_video_only_file(tmp_path: Path) -> None:
+    media.write_video(tmp_path / "v.mp4", moving_square(5))
+    with pytest.raises(media.MediaError, match=r"v\.mp4: has no audio stream"):
+        media.read_audio(tmp_path / "v.mp4")
+
+
+def test_av_agreement_names_both_durations(tmp_path: Path) -> None:
+    media.check_av_agreement(tmp_path / "v.mp4", tmp_path / "a.wav", 25, 16000 + 800)
+    with pytest.raises(media.MediaError, match=r"1\.000 s .*a\.wav lasts 2\.000 s"):
+        media.check_av_agreement(tmp_path / "v.mp4", tmp_path / "a.wav", 25, 32000)

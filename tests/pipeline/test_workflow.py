@@ -1,0 +1,75 @@
+"""The workflow as a whole: configuration errors stop it early, the paper grid plans without data,
+and the ci configuration runs end to end, then has nothing left to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.pipeline.workspace import make_workspace, snakemake
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    work = make_workspace(tmp_path_factory.mktemp("ci-run"))
+    result = snakemake(["--cores", "2", "--configfile", "configs/ci.yaml"], work, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return work, result.stderr
+
+
+@pytest.mark.slow
+def test_ci_configuration_end_to_end(ci_run: tuple[Path, str]) -> None:
+    work, _ = ci_run
+    table = pd.read_csv(work / "results/tables/wer.csv")
+    assert list(table["experiment"]) == ["asr-a16-baseline-s0"]
+    assert table["wer_percent"].iloc[0] >= 0 and table["utterances"].iloc[0] == 16
+    assert "asr-a16-baseline-s0" in (work / "results/tables/wer.md").read_text()
+    scores = json.loads((work / "results/eval/asr-a16-baseline-s0/clean.json").read_text())
+    assert scores["experiment"] == "asr-a16-baseline-s0" and scores["audio_rate"] == 16
+    hyps = pd.read_csv(work / "results/eval/asr-a16-baseline-s0/clean.hyp.csv")
+    assert len(hyps) == 16 and hyps["reference"].str.len().min() > 0
+    ckpt = work / "results/checkpoints/asr-a16-baseline-s0"
+    assert {"model.safetensors", "experiment.json", "train_log.csv"} <= {p.name for p in ckpt.iterdir()}
+    log = pd.read_csv(ckpt / "train_log.csv")
+    assert len(log) > 0 and log["loss"].notna().all()
+
+
+@pytest.mark.slow
+def test_second_run_has_nothing_to_do(ci_run: tuple[Path, str]) -> None:
+    work, _ = ci_run
+    result = snakemake(["-n", "--cores", "2", "--configfile", "configs/ci.yaml"], work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overlay", "expected"),
+    [
+        ("train:\n  epoch: 3\n", "unknown key 'train.epoch'"),
+        ("decode:\n  beam_size: wide\n", "key 'decode.beam_size' = 'wide'"),
+    ],
+    ids=["unknown-key", "wrong-type"],
+)
+def test_bad_config_stops_before_any_job(tmp_path: Path, overlay: str, expected: str) -> None:
+    work = make_workspace(tmp_path / "work")
+    (work / "configs/bad.yaml").write_text(overlay)
+    result = snakemake(["--cores", "1", "--configfile", "configs/bad.yaml"], work)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert expected in output and "configs/bad.yaml" in output
+    assert not (work / "results").exists() and not (work / "data").exists()
+
+
+@pytest.mark.slow
+def test_paper_scale_plans_without_its_files(tmp_path: Path) -> None:
+    work = make_workspace(tmp_path / "work")
+    result = snakemake(["-n", "--cores", "1", "--configfile", "configs/paper.yaml"], work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for rule in ("audio_features", "train", "evaluate", "wer_tables"):
+        assert rule in output
+    assert "asr-a32-baseline-s0" in output and "make_corpus" not in output
