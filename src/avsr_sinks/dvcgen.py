@@ -27,7 +27,8 @@ def _stage(
     stage: dict[str, Any] = {"cmd": cmd, "deps": deps}
     if params:
         stage["params"] = params
-    stage["outs"] = outs
+    if outs:
+        stage["outs"] = outs
     stage.update(extra)
     return stage
 
@@ -46,6 +47,17 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
             outs=[corpus, {md: {"cache": False}}, {js: {"cache": False}}],
         )
     enc = params["audio_encoder"]
+    if params["corpus"]["kind"] == "synthetic":
+        out = pipeline.corpus_intelligibility(params)
+        stages["corpus_intelligibility"] = _stage(
+            f"{PY}/check_intelligibility.py --params params.yaml --corpus-dir {corpus}"
+            f" --whisper-dir {enc['path']} --split test --window-seconds {enc['window_seconds']}"
+            f" --out-json {out}",
+            deps=[corpus, enc["path"], "workflow_scripts/check_intelligibility.py"],
+            params=["audio_encoder.window_seconds"],
+            outs=[],
+            metrics=[{out: {"cache": False}}],
+        )
     if enc["source"] == "bundled":
         stages["convert_whisper"] = _stage(
             f"{PY}/convert_whisper.py --out-dir {enc['path']}",

@@ -18,6 +18,11 @@ def corpus_card(params: Mapping[str, Any], ext: str) -> str:
     return f"results/corpus/{params['corpus']['name']}.{ext}"
 
 
+def corpus_intelligibility(params: Mapping[str, Any]) -> str:
+    """Zero-shot Whisper CER/WER on the synthetic test split."""
+    return f"results/corpus/{params['corpus']['name']}.whisper.json"
+
+
 def audio_encoder_id(params: Mapping[str, Any]) -> str:
     """Names the feature cache: encoder and window, since both change the features."""
     enc = params["audio_encoder"]
@@ -53,7 +58,7 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
     """Everything a full run produces at the top of the DAG (Snakemake's rule all)."""
     targets = [*WER_TABLES]
     if params["corpus"]["kind"] == "synthetic":
-        targets += [corpus_card(params, "md"), corpus_card(params, "json")]
+        targets += [corpus_card(params, "md"), corpus_card(params, "json"), corpus_intelligibility(params)]
     if params["llm"]["source"] == "pretrain":
         targets.append("results/lm/pretrain.json")
     return targets
