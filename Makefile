@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
+# --rerun-incomplete: every stage writes atomically, so an interrupted job is simply run again.
 reproduce: setup
-	snakemake --cores $(CORES)
+	snakemake --cores $(CORES) --rerun-incomplete
 
 test: setup
 	pytest -q

@@ -16,6 +16,7 @@ rule train:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),
         llm=input_path("llm", PARAMS["llm"]["path"]),
+        resume=lambda wildcards: pipeline.resume_dir(wildcards.experiment),
         trigger=train_trigger,
     threads: THREADS
     resources:
@@ -24,4 +25,5 @@ rule train:
     shell:
         "python workflow_scripts/train.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --corpus-dir {params.corpus:q}"
-        " --audio-features {input.features:q} --lm-dir {params.llm:q} --out-dir {output:q} > {log:q} 2>&1"
+        " --audio-features {input.features:q} --lm-dir {params.llm:q} --out-dir {output:q}"
+        " --resume-dir {params.resume:q} > {log:q} 2>&1"

@@ -20,6 +20,7 @@ def main() -> None:
     ap.add_argument("--audio-features", type=Path, required=True)
     ap.add_argument("--lm-dir", type=Path, required=True)
     ap.add_argument("--out-dir", type=Path, required=True)
+    ap.add_argument("--resume-dir", type=Path, help="keep resume state here (continue from it if present)")
     args = ap.parse_args()
     params = cli.start(args)
     experiment = parse_name(args.experiment)
@@ -32,7 +33,7 @@ def main() -> None:
     model = AVSRModel(model_config(params, experiment, {"audio": width}), llm, tokenizer)
     print(f"{experiment.name}: {model.count_trainable():,} trainable parameters")
     record = {**train_record(params, experiment), "audio_features": store.manifest}
-    summary = train(model, dataset, train_config(params, experiment), args.out_dir, record)
+    summary = train(model, dataset, train_config(params, experiment), args.out_dir, record, args.resume_dir)
     print(json.dumps(summary, indent=2))
 
 

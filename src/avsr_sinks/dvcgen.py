@@ -103,7 +103,8 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
         **_stage(
             f"{PY}/train.py --params params.yaml --experiment ${{item.experiment}} --corpus-dir {corpus}"
             f" --audio-features {train_features} --lm-dir {llm['path']}"
-            f" --out-dir {pipeline.checkpoint_dir('${item.experiment}')}",
+            f" --out-dir {pipeline.checkpoint_dir('${item.experiment}')}"
+            f" --resume-dir {pipeline.resume_dir('${item.experiment}')}",
             deps=[
                 *corpus_deps,
                 train_features,

@@ -33,7 +33,9 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         if not target.exists():
             raise RuntimeError(f"stage produced nothing at {final}")
         if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
+            # A folder cannot be renamed over a non-empty one: move the old one aside first, so that a
+            # kill between the two renames still leaves its content on disk.
+            os.replace(final, tmp / f"{final.name}.old")
         os.replace(target, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

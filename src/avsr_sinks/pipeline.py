@@ -38,6 +38,12 @@ def checkpoint_dir(experiment: Experiment | str) -> str:
     return f"results/checkpoints/{name}"
 
 
+def resume_dir(experiment: Experiment | str) -> str:
+    """Where an unfinished training run keeps its state; not an output (it outlives a killed job)."""
+    name = experiment if isinstance(experiment, str) else experiment.name
+    return f"results/resume/{name}"
+
+
 def eval_json(experiment: Experiment | str, condition: str) -> str:
     name = experiment if isinstance(experiment, str) else experiment.name
     return f"results/eval/{name}/{condition}.json"

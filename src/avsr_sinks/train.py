@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
@@ -24,6 +25,7 @@ from avsr_sinks.data.dataset import FrameBudgetBatchSampler
 from avsr_sinks.features import FeatureDataset, collate_features
 from avsr_sinks.io import atomic_path, git_commit
 from avsr_sinks.model import AVSRModel
+from avsr_sinks.records import differences
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,72 @@ def make_optimizer(model: AVSRModel, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
+def _save_resume(
+    folder: Path,
+    model: AVSRModel,
+    optimizer,
+    schedule,
+    step: int,
+    record: Mapping[str, Any],
+    log_rows: list[list[str]],
+) -> None:
+    """Everything a killed run needs to continue bit for bit, in ``folder/step-NNNNNNNN``.
+
+    Each save is a new folder renamed into place whole, and older ones are removed only after it, so
+    a kill at any moment leaves at least one complete state.
+    """
+    with atomic_path(folder / f"step-{step:08d}") as tmp:
+        tmp.mkdir()
+        save_file(model.trainable_state_dict(), str(tmp / "trainable.safetensors"))
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            tmp / "optimizer.pt",
+        )
+        (tmp / "progress.json").write_text(
+            json.dumps({"step": step, "record": record, "log": log_rows}, default=str)
+        )
+    for older in sorted(folder.glob("step-*"))[:-1]:
+        shutil.rmtree(older)
+
+
+def _load_resume(folder: Path, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The latest saved state of an interrupted run of the same experiment, or None to start afresh."""
+    saves = sorted(p for p in folder.glob("step-*") if (p / "progress.json").is_file())
+    if not saves:
+        return None
+    latest = saves[-1]
+    progress = json.loads((latest / "progress.json").read_text(encoding="utf-8"))
+    mismatches = differences(progress["record"], json.loads(json.dumps(record, default=str)))
+    if mismatches:
+        log.warning(
+            "ignoring resume state in %s: it was saved under another configuration (%s); "
+            "starting from step 0",
+            latest,
+            "; ".join(mismatches),
+        )
+        return None
+    # weights_only: the file holds tensors and plain containers only; nothing else may be unpickled.
+    states = torch.load(latest / "optimizer.pt", weights_only=True)
+    return {**progress, **states, "trainable": load_file(str(latest / "trainable.safetensors"))}
+
+
 def train(
-    model: AVSRModel, dataset: FeatureDataset, cfg: TrainConfig, out_dir: Path, record: Mapping[str, Any]
+    model: AVSRModel,
+    dataset: FeatureDataset,
+    cfg: TrainConfig,
+    out_dir: Path,
+    record: Mapping[str, Any],
+    resume_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train and write the checkpoint folder (model.safetensors, experiment.json, train_log.csv) atomically.
+
+    Every ``cfg.checkpoint_every`` steps the full training state goes to ``resume_dir``; a run started
+    again after being killed continues from there and ends with the same weights as an uninterrupted
+    run. The resume state is removed once the checkpoint folder is complete.
 
     Args:
         model: the AVSR model; only its trainable tensors are updated and saved.
@@ -73,6 +137,7 @@ def train(
         cfg: optimisation settings.
         out_dir: the checkpoint folder to create.
         record: the experiment's resolved configuration, stored in experiment.json.
+        resume_dir: where to keep the resume state (None: no intermediate checkpoints).
     """
     seed_everything(cfg.seed)
     accelerator = Accelerator(
@@ -82,54 +147,64 @@ def train(
         dataset.frame_lengths(), max_frames=cfg.max_frames, shuffle=True, seed=cfg.seed
     )
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_features)
-    total_steps = cfg.epochs * len(sampler)
+    steps_per_epoch = len(sampler)
+    total_steps = cfg.epochs * steps_per_epoch
     optimizer = make_optimizer(model, cfg)
     schedule = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total_steps)
+    step, log_rows = 0, []
+    state = _load_resume(resume_dir, record) if resume_dir is not None else None
+    if state is not None:
+        model.load_trainable_state_dict(state["trainable"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        step, log_rows = state["step"], state["log"]
+        log.info("resuming %s from step %d of %d (%s)", out_dir.name, step, total_steps, resume_dir)
     model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
-    log.info(
-        "training %d trainable parameters for %d steps",
-        accelerator.unwrap_model(model).count_trainable(),
-        total_steps,
-    )
-    step, start = 0, time.perf_counter()
+    unwrapped = accelerator.unwrap_model(model)
+    log.info("training %d trainable parameters for %d steps", unwrapped.count_trainable(), total_steps)
+    start, loss = time.perf_counter(), math.nan
+    progress = tqdm(total=total_steps, initial=step, desc=f"train {out_dir.name}", mininterval=5)
+    first_epoch, skip = divmod(step, steps_per_epoch)
+    for epoch in range(first_epoch, cfg.epochs):
+        model.train()
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        # accelerate's loaders re-seed their sampler from their own iteration counter on every pass;
+        # set it to the real epoch, so a resumed run sees the same batch order as an uninterrupted one.
+        batches.set_epoch(epoch)
+        skip = 0
+        for batch in batches:
+            tick = time.perf_counter()
+            out, assembled = model(batch["features"], batch["transcripts"])
+            accelerator.backward(out.loss)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            step, loss = step + 1, out.loss.item()
+            tokens = int(assembled.attention_mask.sum())
+            log_rows.append(
+                [
+                    step,
+                    epoch,
+                    f"{loss:.5f}",
+                    f"{schedule.get_last_lr()[0]:.3e}",
+                    f"{float(grad_norm):.4f}",
+                    f"{tokens / (time.perf_counter() - tick):.0f}",
+                ]
+            )
+            progress.update()
+            progress.set_postfix(loss=f"{loss:.3f}")
+            if resume_dir is not None and step % cfg.checkpoint_every == 0 and step < total_steps:
+                _save_resume(resume_dir, unwrapped, optimizer, schedule, step, record, log_rows)
+    progress.close()
+    summary = {"steps": step, "seconds": time.perf_counter() - start, "final_loss": loss}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         with (tmp / "train_log.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s"])
-            progress = tqdm(total=total_steps, desc=f"train {out_dir.name}", mininterval=5)
-            for epoch in range(cfg.epochs):
-                sampler.set_epoch(epoch)
-                model.train()
-                for batch in loader:
-                    tick = time.perf_counter()
-                    out, assembled = model(batch["features"], batch["transcripts"])
-                    accelerator.backward(out.loss)
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    tokens = int(assembled.attention_mask.sum())
-                    writer.writerow(
-                        [
-                            step,
-                            epoch,
-                            f"{out.loss.item():.5f}",
-                            f"{schedule.get_last_lr()[0]:.3e}",
-                            f"{float(grad_norm):.4f}",
-                            f"{tokens / (time.perf_counter() - tick):.0f}",
-                        ]
-                    )
-                    progress.update()
-                    progress.set_postfix(loss=f"{out.loss.item():.3f}")
-            progress.close()
-        summary = {
-            "steps": step,
-            "seconds": time.perf_counter() - start,
-            "final_loss": out.loss.item() if step else math.nan,
-        }
-        unwrapped = accelerator.unwrap_model(model)
+            writer.writerows(log_rows)
         save_file(unwrapped.trainable_state_dict(), str(tmp / "model.safetensors"))
         experiment = {
             **record,
@@ -138,4 +213,6 @@ def train(
             "trainable_parameters": unwrapped.count_trainable(),
         }
         (tmp / "experiment.json").write_text(json.dumps(experiment, indent=2, sort_keys=True, default=str))
+    if resume_dir is not None:
+        shutil.rmtree(resume_dir, ignore_errors=True)
     return summary
