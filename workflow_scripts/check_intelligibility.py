@@ -22,6 +22,21 @@ def plain(text: str) -> str:
     return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
 
 
+def by_speaker(utterances, refs: list[str], hyps: list[str]) -> dict[str, dict[str, float]]:
+    """CER and WER per speaker folder (the relative path's second-to-last part), to find a bad voice."""
+    groups: dict[str, list[int]] = {}
+    for i, utt in enumerate(utterances):
+        groups.setdefault(Path(utt.relative_path).parent.name, []).append(i)
+    return {
+        speaker: {
+            "utterances": len(idx),
+            "cer": jiwer.cer([refs[i] for i in idx], [hyps[i] for i in idx]),
+            "wer": jiwer.wer([refs[i] for i in idx], [hyps[i] for i in idx]),
+        }
+        for speaker, idx in sorted(groups.items())
+    }
+
+
 def main() -> None:
     ap = cli.parser(__doc__)
     ap.add_argument("--corpus-dir", type=Path, required=True)
@@ -45,6 +60,7 @@ def main() -> None:
         "window_seconds": args.window_seconds,
         "cer": jiwer.cer(refs, hyps),
         "wer": jiwer.wer(refs, hyps),
+        "by_speaker": by_speaker(utterances, refs, hyps),
         "examples": [{"reference": r, "hypothesis": h} for r, h in list(zip(refs, hyps, strict=True))[:10]],
     }
     write_json_atomic(args.out_json, result)
