@@ -38,8 +38,10 @@ _P_RATE, _P_VOLUME, _P_PITCH, _P_RANGE, _P_WORDGAP = 1, 2, 3, 4, 7
 
 _MALE = [f"m{i}" for i in range(1, 8)]
 # Variants with a "breath" setting (f2, f3, f5) draw libc rand() noise whose output was not reproducible
-# across processes, so only breath-free female variants are used.
-_FEMALE = ["f1", "f4", "belinda", "aunty"]
+# across processes, so only breath-free female variants are used. f1 and belinda are left out too: on
+# them Whisper tiny.en falls into repetition loops (CER 67% and 125% on the default test split, against
+# 11-20% for the other voices), which would make the zero-shot intelligibility check measure Whisper.
+_FEMALE = ["steph", "f4", "aunty"]
 
 
 class _EventId(ctypes.Union):
