@@ -44,6 +44,7 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         steps=5,
         lr=1e-3,
         warmup_steps=1,
+        copy_fraction=0.0,
     )
     root = tmp_path_factory.mktemp("lm")
     pretrain_lm(cfg, tokenizer, sentences, sentences[:5], root / "lm", root / "log.csv")

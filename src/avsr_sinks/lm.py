@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from tqdm import tqdm
@@ -45,6 +46,7 @@ class LMPretrainConfig:
     steps: int
     lr: float
     warmup_steps: int
+    copy_fraction: float  # share of sentences repeated in the packed text (0 = plain text)
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
@@ -72,16 +74,26 @@ def train_tokenizer(sentences: Sequence[str], vocab_size: int) -> PreTrainedToke
 
 
 def pack_sentences(
-    tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str], seq_len: int
+    tokenizer: PreTrainedTokenizerFast,
+    sentences: Sequence[str],
+    seq_len: int,
+    copy_fraction: float = 0.0,
+    seed: int = 0,
 ) -> torch.Tensor:
     """Concatenate ``sentence EOS`` streams into rows of ``seq_len`` tokens, each row opening with BOS.
 
+    With ``copy_fraction`` > 0, that share of the sentences is written twice (``sentence EOS sentence
+    EOS``): a small LM trained only on independent sentences learns to ignore everything before the last
+    EOS and cannot copy from its prefix, which an LLM-based recogniser must do with its audio tokens.
+
     Returns a (rows, seq_len) long tensor; a leftover shorter than one row is dropped.
     """
+    rng = np.random.default_rng(seed)
     stream: list[int] = []
     for ids in tokenizer(list(sentences), add_special_tokens=False)["input_ids"]:
-        stream.extend(ids)
-        stream.append(tokenizer.eos_token_id)
+        for _ in range(2 if rng.random() < copy_fraction else 1):
+            stream.extend(ids)
+            stream.append(tokenizer.eos_token_id)
     body = seq_len - 1
     rows = len(stream) // body
     if rows == 0:
@@ -129,6 +141,29 @@ def perplexity(
     return math.exp(total_nll / max(total_tokens, 1))
 
 
+@torch.inference_mode()
+def copy_cross_entropy(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str]
+) -> dict[str, float]:
+    """Mean token cross-entropy of a sentence read once and of its exact repeat in ``BOS s EOS s EOS``.
+
+    A model that can copy from its prefix predicts the repeat far better than the first reading.
+    """
+    model.eval()
+    totals = {"first": [0.0, 0], "repeat": [0.0, 0]}
+    for ids in tokenizer(list(sentences), add_special_tokens=False)["input_ids"]:
+        body = [*ids, tokenizer.eos_token_id]
+        seq = torch.tensor([[tokenizer.bos_token_id, *body, *body]])  # (1, 1 + 2n)
+        logits = model(input_ids=seq).logits[0, :-1].float()  # (2n, V): position t predicts token t + 1
+        nll = torch.nn.functional.cross_entropy(logits, seq[0, 1:], reduction="none")
+        n = len(body)
+        totals["first"][0] += nll[:n].sum().item()
+        totals["first"][1] += n
+        totals["repeat"][0] += nll[n:].sum().item()
+        totals["repeat"][1] += n
+    return {f"{k}_reading_ce": total / max(count, 1) for k, (total, count) in totals.items()}
+
+
 def build_llama(cfg: LMPretrainConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -161,7 +196,7 @@ def pretrain_lm(
     """
     torch.manual_seed(cfg.seed)
     model = build_llama(cfg, tokenizer)
-    data = pack_sentences(tokenizer, train_sentences, cfg.seq_len)
+    data = pack_sentences(tokenizer, train_sentences, cfg.seq_len, cfg.copy_fraction, cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
     schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
@@ -188,6 +223,7 @@ def pretrain_lm(
         "train_rows": len(data),
         "final_loss": loss.item(),
         "heldout_perplexity": perplexity(model, tokenizer, heldout_sentences),
+        **copy_cross_entropy(model, tokenizer, heldout_sentences[:100]),
         "seconds": time.perf_counter() - start,
     }
     with atomic_path(out_dir) as tmp:
