@@ -124,3 +124,23 @@ def test_trainable_count_matches_llama_3b_by_hand(tiny_lm_dir: Path) -> None:
     lora_v = 96 * (3072 + 8 * 128)  # A: 3072 -> 96, B: 96 -> 1024 (8 KV heads of 128)
     projector = (1024 * 2048 + 2048) + (2048 * 3072 + 3072) + 2 * 3072
     assert model.count_trainable() == 28 * (lora_q + lora_v) + projector == 35_924_992
+
+
+def test_ctc_head_trains_projector_and_head_only_when_on(tiny_lm_dir: Path) -> None:
+    llm, tok = load_llm(tiny_lm_dir)
+    plain = AVSRModel(config(), llm, tok)
+    llm2, tok2 = load_llm(tiny_lm_dir)
+    with_ctc = AVSRModel(ModelConfig(**{**config().__dict__, "ctc_head": True}), llm2, tok2)
+    hidden = llm2.config.hidden_size
+    assert with_ctc.count_trainable() - plain.count_trainable() == hidden * len(tok) + len(tok)
+    out, _ = with_ctc(
+        [{"audio": torch.randn(40, 12)}, {"audio": torch.randn(2, 12)}], ["the cat", "a dog runs"]
+    )
+    # The second sample has 1 audio token for 3+ targets: infeasible, so it contributes zero, not inf.
+    assert torch.isfinite(out["ctc_loss"]) and out["ctc_loss"] > 0
+    out["ctc_loss"].backward()
+    assert with_ctc.ctc_head.weight.grad is not None
+    assert with_ctc.projectors["audio"][0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for n, p in with_ctc.named_parameters() if "lora_" in n)
+    plain_out, _ = plain([{"audio": torch.randn(8, 12)}], ["the cat"])
+    assert "ctc_loss" not in plain_out

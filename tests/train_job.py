@@ -30,6 +30,8 @@ CONFIG = train.TrainConfig(
     grad_clip=10.0,
     checkpoint_every=4,
     projector_lr_multiplier=5.0,
+    lora_lr_multiplier=2.0,
+    ctc_weight=0.5,
 )
 
 
@@ -75,6 +77,7 @@ def main() -> None:
         0.0,
         ("q_proj", "v_proj"),
         "transcribe",
+        ctc_head=True,
     )
     model = AVSRModel(cfg, llm, tokenizer)
     if args.die_after_save:

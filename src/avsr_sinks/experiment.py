@@ -39,6 +39,7 @@ def model_config(
         lora_dropout=m["lora_dropout"],
         lora_targets=tuple(m["lora_targets"]),
         prompt=m["prompts"][experiment.task],
+        ctc_head=params["train"]["ctc_weight"] > 0,
     )
 
 
@@ -54,6 +55,8 @@ def train_config(params: Mapping[str, Any], experiment: Experiment) -> TrainConf
         grad_clip=t["grad_clip"],
         checkpoint_every=t["checkpoint_every"],
         projector_lr_multiplier=t["projector_lr_multiplier"],
+        lora_lr_multiplier=t["lora_lr_multiplier"],
+        ctc_weight=t["ctc_weight"],
     )
 
 

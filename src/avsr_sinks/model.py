@@ -48,6 +48,9 @@ class ModelConfig:
     lora_dropout: float
     lora_targets: tuple[str, ...]
     prompt: str
+    # An auxiliary CTC head over the LLM vocabulary on the projected modality tokens (embedded-scale
+    # training aid; the paper has none). Off: no head, no extra parameters.
+    ctc_head: bool = False
 
     def __post_init__(self) -> None:
         if self.compression not in ("avgpool", "stack"):
@@ -168,6 +171,7 @@ class AVSRModel(nn.Module):
             bias="none",
         )
         self.llm: PeftModel = get_peft_model(llm, lora)
+        self.ctc_head = nn.Linear(hidden, len(tokenizer)) if cfg.ctc_head else None
         self._prompt_ids = tokenizer(cfg.prompt, add_special_tokens=False)["input_ids"]
         self._delimiters = {
             m: tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS[m])) for m in cfg.modalities
@@ -267,6 +271,7 @@ class AVSRModel(nn.Module):
         transcripts: Sequence[str],
         output_hidden_states: bool = False,
     ):
+        """Teacher-forced LLM pass; with a CTC head, ``out["ctc_loss"]`` holds the auxiliary loss too."""
         batch = self.assemble(features, transcripts)
         out = self.llm(
             inputs_embeds=batch.inputs_embeds,
@@ -274,7 +279,37 @@ class AVSRModel(nn.Module):
             labels=batch.labels,
             output_hidden_states=output_hidden_states,
         )
+        if self.ctc_head is not None:
+            out["ctc_loss"] = self._ctc_loss(batch)
         return out, batch
+
+    def _ctc_loss(self, batch: AssembledBatch) -> torch.Tensor:
+        """CTC of each modality's projected tokens against the transcript (blank = pad id), averaged over
+        modalities. A sample with fewer tokens than targets contributes zero (``zero_infinity``)."""
+        assert batch.labels is not None
+        eos = self.tokenizer.eos_token_id
+        targets = [row[(row != -100) & (row != eos)] for row in batch.labels]  # each (n_b,)
+        losses = []
+        for kind in (Segment.AUDIO, Segment.VIDEO):
+            rows = [
+                batch.inputs_embeds[b][batch.segments[b] == kind] for b in range(len(targets))
+            ]  # (T_b, H)
+            if rows[0].shape[0] == 0:
+                continue
+            log_probs = nn.utils.rnn.pad_sequence(
+                [self.ctc_head(r).log_softmax(-1) for r in rows]
+            )  # (T, B, V)
+            losses.append(
+                nn.functional.ctc_loss(
+                    log_probs.float(),
+                    torch.cat(targets),
+                    torch.tensor([r.shape[0] for r in rows]),
+                    torch.tensor([t.shape[0] for t in targets]),
+                    blank=self.tokenizer.pad_token_id,
+                    zero_infinity=True,
+                )
+            )
+        return torch.stack(losses).mean()
 
     @torch.inference_mode()
     def generate(

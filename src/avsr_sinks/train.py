@@ -41,6 +41,8 @@ class TrainConfig:
     grad_clip: float
     checkpoint_every: int
     projector_lr_multiplier: float
+    lora_lr_multiplier: float
+    ctc_weight: float  # weight of the auxiliary CTC loss (0: none, the paper's recipe)
 
 
 def seed_everything(seed: int) -> None:
@@ -54,9 +56,9 @@ def make_optimizer(model: AVSRModel, cfg: TrainConfig) -> torch.optim.AdamW:
     projector, adapter = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (projector if name.startswith("projectors.") else adapter).append(param)
+            (projector if name.startswith(("projectors.", "ctc_head.")) else adapter).append(param)
     groups = [
-        {"params": adapter, "lr": cfg.lr},
+        {"params": adapter, "lr": cfg.lr * cfg.lora_lr_multiplier},
         {"params": projector, "lr": cfg.lr * cfg.projector_lr_multiplier},
     ]
     return torch.optim.AdamW(
@@ -176,7 +178,8 @@ def train(
         for batch in batches:
             tick = time.perf_counter()
             out, assembled = model(batch["features"], batch["transcripts"])
-            accelerator.backward(out.loss)
+            ctc = out["ctc_loss"] if cfg.ctc_weight else torch.zeros(())
+            accelerator.backward(out.loss + cfg.ctc_weight * ctc)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             schedule.step()
@@ -188,6 +191,7 @@ def train(
                     step,
                     epoch,
                     f"{loss:.5f}",
+                    f"{ctc.item():.5f}",
                     f"{schedule.get_last_lr()[0]:.3e}",
                     f"{float(grad_norm):.4f}",
                     f"{tokens / (time.perf_counter() - tick):.0f}",
@@ -203,7 +207,7 @@ def train(
         tmp.mkdir()
         with (tmp / "train_log.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s"])
+            writer.writerow(["step", "epoch", "loss", "ctc_loss", "lr", "grad_norm", "tokens_per_s"])
             writer.writerows(log_rows)
         save_file(unwrapped.trainable_state_dict(), str(tmp / "model.safetensors"))
         experiment = {
