@@ -95,6 +95,11 @@ def load_llm(path: str | Path, attn_implementation: str = "eager") -> tuple[PreT
     return llm, tokenizer
 
 
+def _first(names: Sequence[str], n: int = 5) -> str:
+    """A readable sample of a possibly long list of tensor names."""
+    return f"{list(names[:n])}{' and more' if len(names) > n else ''}"
+
+
 class Compressor(nn.Module):
     """Per-sample temporal compression by ``rate``: average pooling or frame stacking.
 
@@ -186,8 +191,8 @@ class AVSRModel(nn.Module):
         missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
         if missing or unexpected:
             raise ValueError(
-                f"checkpoint does not fit this model: missing {missing[:5]}{'...' * (len(missing) > 5)}, "
-                f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+                f"checkpoint does not fit this model: missing {_first(missing)}, "
+                f"unexpected {_first(unexpected)}"
             )
         params = dict(self.named_parameters())
         with torch.no_grad():
