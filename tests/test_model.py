@@ -126,21 +126,47 @@ def test_trainable_count_matches_llama_3b_by_hand(tiny_lm_dir: Path) -> None:
     assert model.count_trainable() == 28 * (lora_q + lora_v) + projector == 35_924_992
 
 
-def test_ctc_head_trains_projector_and_head_only_when_on(tiny_lm_dir: Path) -> None:
+@pytest.mark.parametrize("head", ["linear", "tied_embeddings"])
+def test_ctc_head_trains_projector_and_head_only_when_on(tiny_lm_dir: Path, head: str) -> None:
     llm, tok = load_llm(tiny_lm_dir)
     plain = AVSRModel(config(), llm, tok)
     llm2, tok2 = load_llm(tiny_lm_dir)
-    with_ctc = AVSRModel(ModelConfig(**{**config().__dict__, "ctc_head": True}), llm2, tok2)
+    with_ctc = AVSRModel(ModelConfig(**{**config().__dict__, "ctc_head": head}), llm2, tok2)
     hidden = llm2.config.hidden_size
-    assert with_ctc.count_trainable() - plain.count_trainable() == hidden * len(tok) + len(tok)
+    # linear: a weight and bias per vocabulary entry; tied: one temperature and the blank's scorer.
+    extra = hidden * len(tok) + len(tok) if head == "linear" else 1 + hidden + 1
+    assert with_ctc.count_trainable() - plain.count_trainable() == extra
     out, _ = with_ctc(
         [{"audio": torch.randn(40, 12)}, {"audio": torch.randn(2, 12)}], ["the cat", "a dog runs"]
     )
     # The second sample has 1 audio token for 3+ targets: infeasible, so it contributes zero, not inf.
     assert torch.isfinite(out["ctc_loss"]) and out["ctc_loss"] > 0
     out["ctc_loss"].backward()
-    assert with_ctc.ctc_head.weight.grad is not None
+    assert all(p.grad is not None for p in with_ctc.ctc_head.parameters())
     assert with_ctc.projectors["audio"][0].weight.grad.abs().sum() > 0
     assert all(p.grad is None for n, p in with_ctc.named_parameters() if "lora_" in n)
     plain_out, _ = plain([{"audio": torch.randn(8, 12)}], ["the cat"])
     assert "ctc_loss" not in plain_out
+
+
+def test_ctc_warmup_pass_skips_the_llm_and_matches_the_full_pass(tiny_lm_dir: Path) -> None:
+    llm, tok = load_llm(tiny_lm_dir)
+    model = AVSRModel(ModelConfig(**{**config().__dict__, "ctc_head": "tied_embeddings"}), llm, tok)
+    features = [{"audio": torch.randn(40, 12)}, {"audio": torch.randn(24, 12)}]
+    full, _ = model(features, ["the cat", "a dog runs"])
+    warmup, batch = model(features, ["the cat", "a dog runs"], run_llm=False)
+    assert batch is None and set(warmup) == {"ctc_loss"}
+    torch.testing.assert_close(warmup["ctc_loss"], full["ctc_loss"])
+    with pytest.raises(ValueError, match="no CTC head"):
+        AVSRModel(config(), *load_llm(tiny_lm_dir))(features, ["a", "b"], run_llm=False)
+
+
+def test_tied_ctc_head_scores_against_the_embedding_table() -> None:
+    from avsr_sinks.model import TiedCTCHead
+
+    head = TiedCTCHead(hidden=3, blank_id=0)
+    table = torch.eye(3)
+    tokens = torch.tensor([[0.0, 0.0, 2.0]])
+    logits = head(tokens, table)
+    torch.testing.assert_close(logits[0, 1:], torch.tensor([0.0, 8.0]))  # scale 4 x dot product
+    torch.testing.assert_close(logits[0, 0], head.blank(tokens)[0, 0])

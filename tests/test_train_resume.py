@@ -1,8 +1,9 @@
 """A training run killed with SIGKILL continues from its last resume state and ends with exactly the
-weights of an uninterrupted run (CPU, same seed)."""
+weights of an uninterrupted run (CPU, same seed), including the average of its last checkpoints."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -46,9 +47,11 @@ def test_killed_run_resumes_to_identical_weights(
     assert killed.returncode == -signal.SIGKILL
     assert not out.exists(), "a killed run must leave no checkpoint that looks finished"
     # A kill inside a save leaves that save's hidden temporary folder; the complete one before it stays.
-    assert [p.name for p in resume.iterdir() if not p.name.startswith(".")] == [
-        f"step-{4 if mid_write else 8:08d}"
-    ]
+    # The job averages its last 3 checkpoints, so the save before the newest keeps its weights only.
+    saves = sorted(p.name for p in resume.iterdir() if not p.name.startswith("."))
+    assert saves == (["step-00000004"] if mid_write else ["step-00000004", "step-00000008"])
+    if not mid_write:
+        assert [p.name for p in (resume / "step-00000004").iterdir()] == ["trainable.safetensors"]
     assert not [p for p in tmp_path.iterdir() if p.name not in ("resume",)]
     resumed = run_job(data, tiny_lm_dir, out, resume)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -59,6 +62,8 @@ def test_killed_run_resumes_to_identical_weights(
     assert ref.keys() == got.keys()
     for name in ref:
         torch.testing.assert_close(got[name], ref[name], rtol=0, atol=0)
+    summaries = [json.loads((d / "experiment.json").read_text())["summary"] for d in (reference, out)]
+    assert summaries[0]["averaged_steps"] == summaries[1]["averaged_steps"] == [20, 24, 27]
     pd.testing.assert_frame_equal(
         pd.read_csv(out / "train_log.csv").drop(columns="tokens_per_s"),
         pd.read_csv(reference / "train_log.csv").drop(columns="tokens_per_s"),

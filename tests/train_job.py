@@ -32,6 +32,8 @@ CONFIG = train.TrainConfig(
     projector_lr_multiplier=5.0,
     lora_lr_multiplier=2.0,
     ctc_weight=0.5,
+    ctc_warmup_steps=5,  # the first resume save (step 4) falls inside the warm-up
+    average_last=3,
 )
 
 
@@ -77,7 +79,7 @@ def main() -> None:
         0.0,
         ("q_proj", "v_proj"),
         "transcribe",
-        ctc_head=True,
+        ctc_head="tied_embeddings",
     )
     model = AVSRModel(cfg, llm, tokenizer)
     if args.die_after_save:

@@ -19,7 +19,7 @@ def main() -> None:
     args = ap.parse_args()
     params = cli.start(args)
     enc = params["audio_encoder"]
-    encoder = load_audio_encoder(args.encoder_dir, window_seconds=enc["window_seconds"])
+    encoder = load_audio_encoder(args.encoder_dir, enc["window_seconds"], enc["hub_id"])
     utterances = {
         u.uid: u for u in read_split(args.corpus_dir, args.split, params["corpus"]["on_bad_sample"])
     }

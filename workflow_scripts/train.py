@@ -28,7 +28,7 @@ def main() -> None:
     store = FeatureStore(args.audio_features)
     dataset = FeatureDataset({"audio": store}, transcripts)
     seed_everything(experiment.seed)
-    llm, tokenizer = load_llm(args.lm_dir, params["model"]["attn_implementation"])
+    llm, tokenizer = load_llm(args.lm_dir, params["model"]["attn_implementation"], params["llm"]["hub_id"])
     width = dataset[0][1]["audio"].shape[1]
     model = AVSRModel(model_config(params, experiment, {"audio": width}), llm, tokenizer)
     print(f"{experiment.name}: {model.count_trainable():,} trainable parameters")

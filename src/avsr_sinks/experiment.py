@@ -39,7 +39,7 @@ def model_config(
         lora_dropout=m["lora_dropout"],
         lora_targets=tuple(m["lora_targets"]),
         prompt=m["prompts"][experiment.task],
-        ctc_head=params["train"]["ctc_weight"] > 0,
+        ctc_head=params["train"]["ctc_head"] if params["train"]["ctc_weight"] > 0 else None,
     )
 
 
@@ -57,6 +57,8 @@ def train_config(params: Mapping[str, Any], experiment: Experiment) -> TrainConf
         projector_lr_multiplier=t["projector_lr_multiplier"],
         lora_lr_multiplier=t["lora_lr_multiplier"],
         ctc_weight=t["ctc_weight"],
+        ctc_warmup_steps=t["ctc_warmup_steps"],
+        average_last=t["average_last"],
     )
 
 
@@ -78,7 +80,9 @@ def load_checkpoint(
         raise ValueError(
             f"{meta_path}: checkpoint does not match the requested experiment:\n  " + "\n  ".join(mismatches)
         )
-    llm, tokenizer = load_llm(params["llm"]["path"], params["model"]["attn_implementation"])
+    llm, tokenizer = load_llm(
+        params["llm"]["path"], params["model"]["attn_implementation"], params["llm"]["hub_id"]
+    )
     model = AVSRModel(model_config(params, experiment, input_dims), llm, tokenizer)
     model.load_trainable_state_dict(load_file(str(checkpoint / "model.safetensors")))
     return model.to(torch.float32)

@@ -1,4 +1,4 @@
-"""Atomic file output, hashing and provenance shared by every stage.
+"""Atomic file output, hashing, provenance and the check of local model folders, shared by every stage.
 
 Every stage writes to a temporary name in the destination folder and renames on success, so an
 interrupted job never leaves a file that looks finished.
@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,31 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def require_model_folder(
+    folder: Path, config_key: str, files: Sequence[str], hub_id: str | None, otherwise: str
+) -> None:
+    """Refuse a pretrained-model folder without config.json, saying what belongs there and where.
+
+    Nothing is ever downloaded, so this message is all a user gets when a model is missing.
+
+    Args:
+        folder: where the model is expected.
+        config_key: the configuration key that sets ``folder``, e.g. ``audio_encoder.path``.
+        files: what a Hugging Face folder of the model holds, listed in the message.
+        hub_id: the Hugging Face model expected there (e.g. ``openai/whisper-medium.en``), or None.
+        otherwise: how to provide the folder when ``hub_id`` is None (e.g. the rule that builds it).
+    """
+    if (folder / "config.json").is_file():
+        return
+    problem = "has no config.json" if folder.is_dir() else "does not exist"
+    remedy = (
+        f"put the Hugging Face folder of {hub_id} there ({', '.join(files)}) or set {config_key}"
+        if hub_id
+        else otherwise
+    )
+    raise FileNotFoundError(f"{config_key}: {folder} {problem}: {remedy}")
 
 
 def git_commit() -> str:

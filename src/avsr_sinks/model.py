@@ -18,9 +18,14 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
+from avsr_sinks.io import require_model_folder
+
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = {"pad": "<pad>", "audio": ("<audio>", "</audio>"), "video": ("<video>", "</video>")}
+
+
+CTC_HEADS = (None, "linear", "tied_embeddings")
 
 
 class Segment(IntEnum):
@@ -49,8 +54,9 @@ class ModelConfig:
     lora_targets: tuple[str, ...]
     prompt: str
     # An auxiliary CTC head over the LLM vocabulary on the projected modality tokens (embedded-scale
-    # training aid; the paper has none). Off: no head, no extra parameters.
-    ctc_head: bool = False
+    # training aid; the paper has none): None (no head, no extra parameters), "linear" (a head of its own)
+    # or "tied_embeddings" (scores against the frozen LLM input embeddings, see TiedCTCHead).
+    ctc_head: str | None = None
 
     def __post_init__(self) -> None:
         if self.compression not in ("avgpool", "stack"):
@@ -60,17 +66,32 @@ class ModelConfig:
                 raise ValueError(f"unknown modality {modality!r}; expected audio or video")
             if modality not in self.rates or modality not in self.input_dims:
                 raise ValueError(f"modality {modality!r} needs a compression rate and an input width")
+        if self.ctc_head not in CTC_HEADS:
+            raise ValueError(f"ctc head must be one of {CTC_HEADS}, got {self.ctc_head!r}")
 
 
-def load_llm(path: str | Path, attn_implementation: str = "eager") -> tuple[PreTrainedModel, object]:
-    """A causal LM and its tokenizer from a local folder; nothing is downloaded."""
+LLM_FILES = ("config.json", "model.safetensors or its shards", "tokenizer.json", "tokenizer_config.json")
+
+
+def load_llm(
+    path: str | Path, attn_implementation: str = "eager", hub_id: str | None = None
+) -> tuple[PreTrainedModel, object]:
+    """A causal LM and its tokenizer from a local folder; nothing is downloaded.
+
+    ``hub_id`` (llm.hub_id) names the model to put there when the folder is missing.
+    """
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"no language model at {path}: expected a Hugging Face folder (config.json, weights, tokenizer). "
-            "For the paper scale put Llama-3.2-1B or -3B there (llm.path in the config); for the embedded "
-            "default run the pipeline's pretrain_lm rule first."
-        )
+    require_model_folder(
+        path,
+        "llm.path",
+        LLM_FILES,
+        hub_id,
+        otherwise=(
+            "for the embedded default run the pipeline's pretrain_lm rule first; for the paper scale put "
+            f"the Hugging Face folder of Llama-3.2-1B or -3B there ({', '.join(LLM_FILES)}) and set "
+            "llm.source: local and llm.hub_id"
+        ),
+    )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     llm = AutoModelForCausalLM.from_pretrained(
         path,
@@ -139,6 +160,29 @@ class Projector(nn.Sequential):
         super().__init__(*layers)
 
 
+class TiedCTCHead(nn.Module):
+    """CTC scores of a projected token against the frozen LLM input embeddings (plus a learned blank).
+
+    Scoring against the embedding table pulls each projected token toward the embedding of the word
+    piece it carries, the form in which the frozen LLM already knows how to read (and copy) text; a head
+    of its own reaches a low CTC loss too, but in a space the LLM cannot read, and at the embedded scale
+    the cross-entropy alone never finds the way there. Learned: one temperature and the blank's scorer.
+    """
+
+    def __init__(self, hidden: int, blank_id: int) -> None:
+        super().__init__()
+        self.blank_id = blank_id
+        self.scale = nn.Parameter(torch.tensor(4.0))
+        self.blank = nn.Linear(hidden, 1)
+
+    def forward(self, tokens: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """(T, H) tokens, (V, H) embedding table -> (T, V) logits."""
+        logits = self.scale * tokens @ embeddings.T
+        blank = self.blank(tokens)[:, 0]  # (T,)
+        column = torch.arange(logits.shape[1], device=logits.device) == self.blank_id
+        return torch.where(column, blank[:, None], logits)
+
+
 @dataclass
 class AssembledBatch:
     inputs_embeds: torch.Tensor  # (B, L, H)
@@ -176,7 +220,11 @@ class AVSRModel(nn.Module):
             bias="none",
         )
         self.llm: PeftModel = get_peft_model(llm, lora)
-        self.ctc_head = nn.Linear(hidden, len(tokenizer)) if cfg.ctc_head else None
+        self.ctc_head: nn.Module | None = None
+        if cfg.ctc_head == "linear":
+            self.ctc_head = nn.Linear(hidden, len(tokenizer))
+        elif cfg.ctc_head == "tied_embeddings":
+            self.ctc_head = TiedCTCHead(hidden, tokenizer.pad_token_id)
         self._prompt_ids = tokenizer(cfg.prompt, add_special_tokens=False)["input_ids"]
         self._delimiters = {
             m: tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS[m])) for m in cfg.modalities
@@ -212,12 +260,16 @@ class AVSRModel(nn.Module):
         table = self.llm.get_input_embeddings()
         return table(torch.tensor(ids, dtype=torch.long, device=table.weight.device))  # (n, H)
 
+    def _modality_tokens(self, modality: str, frames: torch.Tensor) -> torch.Tensor:
+        """(T, D) encoder frames -> (n, H) LLM input tokens."""
+        return self.projectors[modality](self.compressors[modality](frames))
+
     def _prefix(self, features: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
         pieces = [self._embed_ids([self.tokenizer.bos_token_id])]
         segments = [Segment.BOS]
         for modality in self.cfg.modalities:
             opening, closing = self._delimiters[modality]
-            tokens = self.projectors[modality](self.compressors[modality](features[modality]))  # (n, H)
+            tokens = self._modality_tokens(modality, features[modality])
             pieces += [self._embed_ids([opening]), tokens, self._embed_ids([closing])]
             kind = Segment.AUDIO if modality == "audio" else Segment.VIDEO
             segments += [Segment.DELIMITER, *[kind] * tokens.shape[0], Segment.DELIMITER]
@@ -275,8 +327,18 @@ class AVSRModel(nn.Module):
         features: Sequence[Mapping[str, torch.Tensor]],
         transcripts: Sequence[str],
         output_hidden_states: bool = False,
+        run_llm: bool = True,
     ):
-        """Teacher-forced LLM pass; with a CTC head, ``out["ctc_loss"]`` holds the auxiliary loss too."""
+        """Teacher-forced LLM pass; with a CTC head, ``out["ctc_loss"]`` holds the auxiliary loss too.
+
+        ``run_llm=False`` computes the CTC loss alone (the warm-up stage) and returns ``({"ctc_loss": ...},
+        None)``; it goes through ``forward`` so that a DDP-wrapped model syncs its gradients.
+        """
+        if not run_llm:
+            if self.ctc_head is None:
+                raise ValueError("run_llm=False computes only the CTC loss, and this model has no CTC head")
+            tokens = {m: [self._modality_tokens(m, f[m]) for f in features] for m in self.cfg.modalities}
+            return {"ctc_loss": self._ctc_loss(tokens, self._target_ids(transcripts))}, None
         batch = self.assemble(features, transcripts)
         out = self.llm(
             inputs_embeds=batch.inputs_embeds,
@@ -285,29 +347,41 @@ class AVSRModel(nn.Module):
             output_hidden_states=output_hidden_states,
         )
         if self.ctc_head is not None:
-            out["ctc_loss"] = self._ctc_loss(batch)
+            tokens = {
+                modality: [batch.inputs_embeds[b][batch.segments[b] == kind] for b in range(len(transcripts))]
+                for modality, kind in (("audio", Segment.AUDIO), ("video", Segment.VIDEO))
+                if modality in self.cfg.modalities
+            }
+            out["ctc_loss"] = self._ctc_loss(tokens, self._target_ids(transcripts))
         return out, batch
 
-    def _ctc_loss(self, batch: AssembledBatch) -> torch.Tensor:
-        """CTC of each modality's projected tokens against the transcript (blank = pad id), averaged over
-        modalities. A sample with fewer tokens than targets contributes zero (``zero_infinity``)."""
-        assert batch.labels is not None
-        eos = self.tokenizer.eos_token_id
-        targets = [row[(row != -100) & (row != eos)] for row in batch.labels]  # each (n_b,)
+    def _target_ids(self, transcripts: Sequence[str]) -> list[torch.Tensor]:
+        ids = self.tokenizer(list(transcripts), add_special_tokens=False)["input_ids"]
+        return [torch.tensor(t, dtype=torch.long) for t in ids]
+
+    def _ctc_loss(
+        self, tokens: Mapping[str, Sequence[torch.Tensor]], targets: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """CTC of each modality's projected tokens (``tokens[m][b]``: (T_b, H)) against the transcript
+        (blank = pad id), averaged over modalities. A sample with fewer tokens than targets contributes
+        zero (``zero_infinity``)."""
+        assert self.ctc_head is not None
+        embeddings = self.llm.get_input_embeddings().weight  # (V, H), frozen
+
+        def logits(rows: torch.Tensor) -> torch.Tensor:
+            if isinstance(self.ctc_head, TiedCTCHead):
+                return self.ctc_head(rows, embeddings)
+            return self.ctc_head(rows)
+
         losses = []
-        for kind in (Segment.AUDIO, Segment.VIDEO):
-            rows = [
-                batch.inputs_embeds[b][batch.segments[b] == kind] for b in range(len(targets))
-            ]  # (T_b, H)
-            if rows[0].shape[0] == 0:
-                continue
+        for rows in tokens.values():
             log_probs = nn.utils.rnn.pad_sequence(
-                [self.ctc_head(r).log_softmax(-1) for r in rows]
+                [logits(r).float().log_softmax(-1) for r in rows]
             )  # (T, B, V)
             losses.append(
                 nn.functional.ctc_loss(
-                    log_probs.float(),
-                    torch.cat(targets),
+                    log_probs,
+                    torch.cat(targets).to(log_probs.device),
                     torch.tensor([r.shape[0] for r in rows]),
                     torch.tensor([t.shape[0] for t in targets]),
                     blank=self.tokenizer.pad_token_id,

@@ -9,14 +9,14 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -43,6 +43,12 @@ class TrainConfig:
     projector_lr_multiplier: float
     lora_lr_multiplier: float
     ctc_weight: float  # weight of the auxiliary CTC loss (0: none, the paper's recipe)
+    # The first steps train projectors + CTC head on the CTC loss alone, without running the LLM (counted
+    # within the epochs; 0: none, the paper's recipe).
+    ctc_warmup_steps: int
+    # The checkpoint is the mean of the trainable weights at the last K saves, the final step one of
+    # them (Llama-AVSR and fairseq average their last checkpoints); 1: the final weights as they are.
+    average_last: int
 
 
 def seed_everything(seed: int) -> None:
@@ -66,6 +72,47 @@ def make_optimizer(model: AVSRModel, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
+def averaged_steps(total_steps: int, checkpoint_every: int, average_last: int) -> list[int]:
+    """The steps whose trainable weights the checkpoint averages: the last ``average_last - 1`` resume
+    saves (every ``checkpoint_every`` steps, before the end) and the final step."""
+    saves = list(range(checkpoint_every, total_steps, checkpoint_every))
+    if average_last - 1 > len(saves):
+        raise ValueError(
+            f"train.average_last = {average_last} asks for {average_last} snapshots, but this run of "
+            f"{total_steps} steps saves {len(saves)} (every train.checkpoint_every = {checkpoint_every} "
+            "steps) plus the final step: lower train.average_last or train.checkpoint_every"
+        )
+    return [*saves[len(saves) - (average_last - 1) :], total_steps]
+
+
+def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of state dicts that hold the same tensor names and shapes, accumulated in
+    float64 and returned in each tensor's own dtype."""
+    if not states:
+        raise ValueError("no state dicts to average")
+    first = states[0]
+    for i, state in enumerate(states[1:], start=1):
+        if state.keys() != first.keys():
+            raise ValueError(
+                f"state dict {i} holds other tensors than state dict 0: "
+                f"differing names {sorted(state.keys() ^ first.keys())[:5]}"
+            )
+        for name, tensor in state.items():
+            if tensor.shape != first[name].shape:
+                raise ValueError(
+                    f"tensor {name}: shape {tuple(tensor.shape)} in state dict {i}, "
+                    f"{tuple(first[name].shape)} in state dict 0"
+                )
+    return {
+        name: (sum(state[name].double() for state in states) / len(states)).to(tensor.dtype)
+        for name, tensor in first.items()
+    }
+
+
+def _save_folder(folder: Path, step: int) -> Path:
+    return folder / f"step-{step:08d}"
+
+
 def _save_resume(
     folder: Path,
     model: AVSRModel,
@@ -74,13 +121,16 @@ def _save_resume(
     step: int,
     record: Mapping[str, Any],
     log_rows: list[list[str]],
+    snapshots_kept: int,
 ) -> None:
     """Everything a killed run needs to continue bit for bit, in ``folder/step-NNNNNNNN``.
 
-    Each save is a new folder renamed into place whole, and older ones are removed only after it, so
-    a kill at any moment leaves at least one complete state.
+    Each save is a new folder renamed into place whole, and older ones are changed only after it, so
+    a kill at any moment leaves at least one complete state. The ``snapshots_kept`` saves before the
+    new one keep their trainable weights (for the average of the last checkpoints) and lose the rest;
+    older saves are removed.
     """
-    with atomic_path(folder / f"step-{step:08d}") as tmp:
+    with atomic_path(_save_folder(folder, step)) as tmp:
         tmp.mkdir()
         save_file(model.trainable_state_dict(), str(tmp / "trainable.safetensors"))
         torch.save(
@@ -94,8 +144,14 @@ def _save_resume(
         (tmp / "progress.json").write_text(
             json.dumps({"step": step, "record": record, "log": log_rows}, default=str)
         )
-    for older in sorted(folder.glob("step-*"))[:-1]:
-        shutil.rmtree(older)
+    *older, _ = sorted(folder.glob("step-*"))
+    for i, save in enumerate(reversed(older)):
+        if i < snapshots_kept:
+            # progress.json first: a save that lost only part of its files is never taken for a state.
+            for name in ("progress.json", "optimizer.pt"):
+                (save / name).unlink(missing_ok=True)
+        else:
+            shutil.rmtree(save)
 
 
 def _load_resume(folder: Path, record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -131,7 +187,9 @@ def train(
 
     Every ``cfg.checkpoint_every`` steps the full training state goes to ``resume_dir``; a run started
     again after being killed continues from there and ends with the same weights as an uninterrupted
-    run. The resume state is removed once the checkpoint folder is complete.
+    run. The resume state is removed once the checkpoint folder is complete. With
+    ``cfg.average_last`` > 1 the trainable weights of the last saves stay in ``resume_dir`` until then,
+    and model.safetensors holds their mean with the final weights.
 
     Args:
         model: the AVSR model; only its trainable tensors are updated and saved.
@@ -139,11 +197,28 @@ def train(
         cfg: optimisation settings.
         out_dir: the checkpoint folder to create.
         record: the experiment's resolved configuration, stored in experiment.json.
-        resume_dir: where to keep the resume state (None: no intermediate checkpoints).
+        resume_dir: where to keep the resume state (None: no intermediate checkpoints, so no average).
+
+    Returns:
+        the run's summary (steps, seconds, final loss, the steps whose weights were averaged), also
+        stored in experiment.json.
     """
+    if cfg.average_last > 1 and resume_dir is None:
+        raise ValueError(
+            f"train.average_last = {cfg.average_last} averages saved checkpoints, which live in the "
+            "resume folder: pass resume_dir (workflow_scripts/train.py --resume-dir)"
+        )
+    if cfg.ctc_warmup_steps and not cfg.ctc_weight:
+        raise ValueError(
+            f"train.ctc_warmup_steps = {cfg.ctc_warmup_steps} trains on the CTC loss alone, but "
+            "train.ctc_weight is 0 (no CTC head): set a CTC weight or no warm-up"
+        )
     seed_everything(cfg.seed)
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(), mixed_precision="bf16" if torch.cuda.is_available() else "no"
+        cpu=not torch.cuda.is_available(),
+        mixed_precision="bf16" if torch.cuda.is_available() else "no",
+        # The CTC warm-up leaves the LoRA adapters out of the graph; DDP must be told to expect that.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ctc_warmup_steps > 0)],
     )
     sampler = FrameBudgetBatchSampler(
         dataset.frame_lengths(), max_frames=cfg.max_frames, shuffle=True, seed=cfg.seed
@@ -151,6 +226,7 @@ def train(
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_features)
     steps_per_epoch = len(sampler)
     total_steps = cfg.epochs * steps_per_epoch
+    averaged = averaged_steps(total_steps, cfg.checkpoint_every, cfg.average_last)
     optimizer = make_optimizer(model, cfg)
     schedule = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total_steps)
     step, log_rows = 0, []
@@ -162,11 +238,15 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         step, log_rows = state["step"], state["log"]
         log.info("resuming %s from step %d of %d (%s)", out_dir.name, step, total_steps, resume_dir)
+    elif resume_dir is not None and resume_dir.exists():
+        # Saves of a run under another configuration must not be averaged into this one.
+        shutil.rmtree(resume_dir)
     model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
     unwrapped = accelerator.unwrap_model(model)
     log.info("training %d trainable parameters for %d steps", unwrapped.count_trainable(), total_steps)
     start, loss = time.perf_counter(), math.nan
     progress = tqdm(total=total_steps, initial=step, desc=f"train {out_dir.name}", mininterval=5)
+    snapshots_kept = max(cfg.average_last - 2, 0)  # saves before the newest whose weights the average needs
     first_epoch, skip = divmod(step, steps_per_epoch)
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
@@ -177,15 +257,16 @@ def train(
         skip = 0
         for batch in batches:
             tick = time.perf_counter()
-            out, assembled = model(batch["features"], batch["transcripts"])
+            warming_up = step < cfg.ctc_warmup_steps
+            out, assembled = model(batch["features"], batch["transcripts"], run_llm=not warming_up)
             ctc = out["ctc_loss"] if cfg.ctc_weight else torch.zeros(())
-            accelerator.backward(out.loss + cfg.ctc_weight * ctc)
+            accelerator.backward(ctc if warming_up else out.loss + cfg.ctc_weight * ctc)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            step, loss = step + 1, out.loss.item()
-            tokens = int(assembled.attention_mask.sum())
+            step, loss = step + 1, math.nan if warming_up else out.loss.item()
+            tokens = math.nan if warming_up else int(assembled.attention_mask.sum())
             log_rows.append(
                 [
                     step,
@@ -200,16 +281,30 @@ def train(
             progress.update()
             progress.set_postfix(loss=f"{loss:.3f}")
             if resume_dir is not None and step % cfg.checkpoint_every == 0 and step < total_steps:
-                _save_resume(resume_dir, unwrapped, optimizer, schedule, step, record, log_rows)
+                _save_resume(
+                    resume_dir, unwrapped, optimizer, schedule, step, record, log_rows, snapshots_kept
+                )
     progress.close()
-    summary = {"steps": step, "seconds": time.perf_counter() - start, "final_loss": loss}
+    weights = unwrapped.trainable_state_dict()
+    if len(averaged) > 1:
+        assert resume_dir is not None
+        snapshots = [
+            load_file(str(_save_folder(resume_dir, s) / "trainable.safetensors")) for s in averaged[:-1]
+        ]
+        weights = average_state_dicts([*snapshots, weights])
+    summary = {
+        "steps": step,
+        "seconds": time.perf_counter() - start,
+        "final_loss": loss,
+        "averaged_steps": averaged,
+    }
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         with (tmp / "train_log.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["step", "epoch", "loss", "ctc_loss", "lr", "grad_norm", "tokens_per_s"])
             writer.writerows(log_rows)
-        save_file(unwrapped.trainable_state_dict(), str(tmp / "model.safetensors"))
+        save_file(weights, str(tmp / "model.safetensors"))
         experiment = {
             **record,
             "summary": summary,

