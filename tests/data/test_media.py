@@ -70,3 +70,17 @@ def test_av_agreement_names_both_durations(tmp_path: Path) -> None:
     media.check_av_agreement(tmp_path / "v.mp4", tmp_path / "a.wav", 25, 16000 + 800)
     with pytest.raises(media.MediaError, match=r"1\.000 s .*a\.wav lasts 2\.000 s"):
         media.check_av_agreement(tmp_path / "v.mp4", tmp_path / "a.wav", 25, 32000)
+
+
+def test_fast_grey_path_equals_swscale(tmp_path: Path) -> None:
+    import av
+
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, size=(6, 32, 48, 3), dtype=np.uint8)
+    path = tmp_path / "colour.mp4"
+    media.write_video(path, frames)
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(video=0))
+    assert decoded[0].format.name == "yuv420p"
+    expected = np.stack([f.to_ndarray(format="gray") for f in decoded])
+    np.testing.assert_array_equal(media.read_video(path), expected)
