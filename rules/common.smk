@@ -26,7 +26,7 @@ CORPUS_ROOT = pipeline.corpus_root(PARAMS)
 
 wildcard_constraints:
     split="train|val|test",
-    condition="|".join(PARAMS["evaluate"]["conditions"]),
+    condition="|".join(sorted({"clean", *PARAMS["evaluate"]["conditions"]})),
     experiment="|".join(EXPERIMENTS) or "(?!)",
 
 
@@ -43,6 +43,17 @@ def corpus_input():
 def audio_encoder_input():
     enc = PARAMS["audio_encoder"]
     return local_or_built(enc["path"], enc["source"] == "bundled")
+
+
+def video_encoder_input():
+    enc = PARAMS["video_encoder"]
+    return local_or_built(enc["path"], enc["source"] in ("pretrain", "fairseq"))
+
+
+def feature_args(experiment, split, condition):
+    """``--features MODALITY=PATH`` for each cache the experiment reads."""
+    caches = pipeline.experiment_features(PARAMS, experiment, split, condition)
+    return " ".join(f"--features {m}={shlex.quote(path)}" for m, path in caches.items())
 
 
 def llm_input():

@@ -5,7 +5,9 @@ rule evaluate:
     input:
         corpus=corpus_input(),
         checkpoint=pipeline.checkpoint_dir("{experiment}"),
-        features=pipeline.feature_dir(PARAMS, "test", "{condition}"),
+        features=lambda wildcards: list(
+            pipeline.experiment_features(PARAMS, wildcards.experiment, "test", wildcards.condition).values()
+        ),
         llm=llm_input(),
     output:
         json=pipeline.eval_json("{experiment}", "{condition}"),
@@ -17,6 +19,7 @@ rule evaluate:
     params:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),
+        features=lambda wildcards: feature_args(wildcards.experiment, "test", wildcards.condition),
         trigger=eval_trigger,
     threads: THREADS
     resources:
@@ -25,5 +28,5 @@ rule evaluate:
     shell:
         "python workflow_scripts/evaluate.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
-        " --audio-features {input.features:q} --condition {wildcards.condition}"
+        " {params.features} --condition {wildcards.condition}"
         " --out-json {output.json:q} --out-csv {output.csv:q} > {log:q} 2>&1"

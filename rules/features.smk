@@ -1,4 +1,5 @@
 # Frozen encoder outputs, cached once per corpus x encoder x split x condition (never per experiment).
+# Noise conditions change the audio only: video features are made once, "clean", and serve every condition.
 
 
 rule audio_features:
@@ -6,7 +7,7 @@ rule audio_features:
         corpus=corpus_input(),
         encoder=audio_encoder_input(),
     output:
-        directory(pipeline.feature_dir(PARAMS, "{split}", "{condition}")),
+        directory(pipeline.feature_dir(PARAMS, "audio", "{split}", "{condition}")),
     log:
         f"logs/features/{pipeline.audio_encoder_id(PARAMS)}/{{split}}-{{condition}}.log",
     benchmark:
@@ -21,5 +22,29 @@ rule audio_features:
         runtime=120,
     shell:
         "python workflow_scripts/extract_features.py --params {params.config} --threads {threads}"
-        " --corpus-dir {params.corpus:q} --encoder-dir {params.encoder:q} --split {wildcards.split}"
-        " --condition {wildcards.condition} --out-dir {output:q} > {log:q} 2>&1"
+        " --modality audio --corpus-dir {params.corpus:q} --encoder-dir {params.encoder:q}"
+        " --split {wildcards.split} --condition {wildcards.condition} --out-dir {output:q} > {log:q} 2>&1"
+
+
+rule video_features:
+    input:
+        corpus=corpus_input(),
+        encoder=video_encoder_input(),
+    output:
+        directory(pipeline.feature_dir(PARAMS, "video", "{split}", "clean")),
+    log:
+        f"logs/features/{pipeline.video_encoder_id(PARAMS)}/{{split}}-clean.log",
+    benchmark:
+        f"logs/benchmarks/features/{pipeline.video_encoder_id(PARAMS)}/{{split}}-clean.tsv"
+    params:
+        config=CONFIG_ARGS,
+        corpus=input_path("corpus", CORPUS_ROOT),
+        encoder=input_path("encoder", PARAMS["video_encoder"]["path"]),
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "python workflow_scripts/extract_features.py --params {params.config} --threads {threads}"
+        " --modality video --corpus-dir {params.corpus:q} --encoder-dir {params.encoder:q}"
+        " --split {wildcards.split} --condition clean --out-dir {output:q} > {log:q} 2>&1"

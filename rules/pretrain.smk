@@ -1,5 +1,6 @@
-# Frozen models of the embedded default: Whisper tiny.en converted from its bundled copy, and the small
-# Llama pretrained on text. At paper scale both come from local folders and these rules do not apply.
+# Frozen models of the embedded default: Whisper tiny.en converted from its bundled copy, the small video
+# encoder pretrained on the synthetic training split, and the small Llama pretrained on text. At paper
+# scale they come from local folders (AV-HuBERT converted once from its fairseq checkpoint).
 
 if PARAMS["audio_encoder"]["source"] == "bundled":
 
@@ -43,3 +44,52 @@ if PARAMS["llm"]["source"] == "pretrain":
             "python workflow_scripts/pretrain_lm.py --params {params.config} --threads {threads}"
             " --corpus-dir {input.corpus:q} --out-dir {output.model:q} --log-csv {output.log_csv:q}"
             " --summary {output.summary:q} > {log:q} 2>&1"
+
+
+if PARAMS["video_encoder"]["source"] == "pretrain":
+
+    rule pretrain_video_encoder:
+        input:
+            corpus=corpus_input(),
+        output:
+            model=directory(PARAMS["video_encoder"]["path"]),
+            log_csv=pipeline.VIDEO_PRETRAIN_LOG,
+            summary=pipeline.VIDEO_PRETRAIN_SUMMARY,
+        log:
+            "logs/models/pretrain_video_encoder.log",
+        benchmark:
+            "logs/benchmarks/models/pretrain_video_encoder.tsv"
+        params:
+            config=CONFIG_ARGS,
+            trigger=json.dumps(
+                {"video_encoder": PARAMS["video_encoder"], "synth": PARAMS["corpus"]["synth"]}, sort_keys=True
+            ),
+        threads: THREADS
+        resources:
+            mem_mb=6000,
+            runtime=60,
+        shell:
+            "python workflow_scripts/pretrain_video_encoder.py --params {params.config} --threads {threads}"
+            " --corpus-dir {input.corpus:q} --out-dir {output.model:q} --log-csv {output.log_csv:q}"
+            " --summary {output.summary:q} > {log:q} 2>&1"
+
+
+if PARAMS["video_encoder"]["source"] == "fairseq":
+
+    rule convert_avhubert:
+        input:
+            checkpoint=local_or_built(PARAMS["video_encoder"]["checkpoint"], False),
+        output:
+            directory(PARAMS["video_encoder"]["path"]),
+        log:
+            "logs/models/convert_avhubert.log",
+        benchmark:
+            "logs/benchmarks/models/convert_avhubert.tsv"
+        params:
+            checkpoint=input_path("checkpoint", PARAMS["video_encoder"]["checkpoint"]),
+        resources:
+            mem_mb=8000,
+            runtime=20,
+        shell:
+            "python workflow_scripts/convert_avhubert.py --checkpoint {params.checkpoint:q}"
+            " --out {output:q} > {log:q} 2>&1"

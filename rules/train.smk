@@ -4,7 +4,9 @@
 rule train:
     input:
         corpus=corpus_input(),
-        features=pipeline.feature_dir(PARAMS, "train", "clean"),
+        features=lambda wildcards: list(
+            pipeline.experiment_features(PARAMS, wildcards.experiment, "train").values()
+        ),
         llm=llm_input(),
     output:
         directory(pipeline.checkpoint_dir("{experiment}")),
@@ -16,6 +18,7 @@ rule train:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),
         llm=input_path("llm", PARAMS["llm"]["path"]),
+        features=lambda wildcards: feature_args(wildcards.experiment, "train", "clean"),
         resume=lambda wildcards: pipeline.resume_dir(wildcards.experiment),
         trigger=train_trigger,
     threads: THREADS
@@ -25,5 +28,5 @@ rule train:
     shell:
         "python workflow_scripts/train.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --corpus-dir {params.corpus:q}"
-        " --audio-features {input.features:q} --lm-dir {params.llm:q} --out-dir {output:q}"
+        " {params.features} --lm-dir {params.llm:q} --out-dir {output:q}"
         " --resume-dir {params.resume:q} > {log:q} 2>&1"

@@ -7,21 +7,41 @@ from tests.conftest import REPO
 
 def test_default_grid_names() -> None:
     names = [e.name for e in build_grid(load_params([REPO / "params.yaml"]))]
-    assert names == ["asr-a4-baseline-s0", "asr-a16-baseline-s0", "asr-a32-baseline-s0"]
+    assert names == [
+        "asr-a4-baseline-s0",
+        "asr-a16-baseline-s0",
+        "asr-a32-baseline-s0",
+        "vsr-v2-baseline-s0",
+        "vsr-v5-baseline-s0",
+        "avsr-a4v2-baseline-s0",
+        "avsr-a16v5-baseline-s0",
+    ]
 
 
 def test_grid_expands_methods_and_seeds() -> None:
-    params = {"grid": {"asr_audio_rates": [4, 32], "methods": ["baseline"], "seeds": [0, 1, 2]}}
+    params = {
+        "grid": {
+            "asr_audio_rates": [4, 32],
+            "vsr_video_rates": [2],
+            "avsr_rates": [[4, 2]],
+            "methods": ["baseline"],
+            "seeds": [0, 1, 2],
+        }
+    }
     grid = build_grid(params)
-    assert len(grid) == 6 and len({e.name for e in grid}) == 6
+    assert len(grid) == 12 and len({e.name for e in grid}) == 12
 
 
-@pytest.mark.parametrize("name", ["asr-a4-baseline-s0", "asr-a32-baseline-s3"])
+@pytest.mark.parametrize(
+    "name", ["asr-a4-baseline-s0", "asr-a32-baseline-s3", "vsr-v2-baseline-s0", "avsr-a16v5-baseline-s1"]
+)
 def test_name_round_trip(name: str) -> None:
     assert parse_name(name).name == name
 
 
-@pytest.mark.parametrize("name", ["asr-4-baseline-s0", "asr-a4-baseline", "xyz", "asr-a4v2-baseline-s0"])
+@pytest.mark.parametrize(
+    "name", ["asr-4-baseline-s0", "asr-a4-baseline", "xyz", "asr-a4v2-baseline-s0", "vsr-a4-baseline-s0"]
+)
 def test_bad_names(name: str) -> None:
     with pytest.raises(ValueError):
         parse_name(name)
@@ -31,3 +51,19 @@ def test_task_needs_its_rates() -> None:
     with pytest.raises(ValueError, match="audio rate"):
         Experiment("asr", None, None, "baseline", 0)
     assert Experiment("asr", 4, None, "baseline", 0).modalities == ("audio",)
+    assert Experiment("avsr", 4, 2, "baseline", 0).modalities == ("audio", "video")
+    with pytest.raises(ValueError, match="video rate"):
+        Experiment("avsr", 4, None, "baseline", 0)
+
+
+def test_feature_sets_cover_the_grid_once() -> None:
+    from avsr_sinks import pipeline
+
+    params = load_params([REPO / "params.yaml"])
+    sets = pipeline.feature_sets(params)
+    assert len(sets) == len(set(sets))
+    assert ("audio", "test", "babble0db") in sets and ("video", "test", "clean") in sets
+    assert not any(m == "video" and c != "clean" for m, _, c in sets)
+    assert not any(c == "text_only" for _, _, c in sets)
+    vsr = pipeline.experiment_features(params, "vsr-v2-baseline-s0", "test", "babble0db")
+    assert list(vsr) == ["video"] and vsr["video"].endswith("/test-clean")

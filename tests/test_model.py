@@ -85,6 +85,16 @@ def test_batched_generation_equals_one_at_a_time(tiny_lm_dir: Path) -> None:
     assert model.generate(feats, beam_size=2, max_new_tokens=6) == batched
 
 
+def test_text_only_prefix_drops_the_modality_block(tiny_lm_dir: Path) -> None:
+    llm, tok = load_llm(tiny_lm_dir)
+    model = AVSRModel(config(), llm, tok).eval()
+    batch = model.assemble([{}, {"audio": torch.randn(8, 12)}], padding_side="left")
+    assert (batch.segments[0] == Segment.AUDIO).sum() == 0 and (batch.segments[1] == Segment.AUDIO).sum() == 2
+    assert (batch.segments[0] == Segment.DELIMITER).sum() == 0
+    floor = model.generate([{}, {}], beam_size=2, max_new_tokens=6)
+    assert floor[0] == floor[1]  # nothing but the prompt: one hypothesis for every utterance
+
+
 def test_checkpoint_round_trip_and_refusal(tiny_lm_dir: Path) -> None:
     llm, tok = load_llm(tiny_lm_dir)
     model = AVSRModel(config(), llm, tok)

@@ -6,9 +6,10 @@ from avsr_sinks import cli
 from avsr_sinks.data.manifest import read_split
 from avsr_sinks.decode import decode_dataset, write_evaluation
 from avsr_sinks.experiment import load_checkpoint
-from avsr_sinks.features import FeatureDataset, FeatureStore
+from avsr_sinks.features import FeatureDataset
 from avsr_sinks.grid import parse_name
 from avsr_sinks.io import git_commit
+from avsr_sinks.pipeline import TEXT_ONLY
 from avsr_sinks.records import eval_record
 
 
@@ -17,7 +18,9 @@ def main() -> None:
     ap.add_argument("--experiment", required=True)
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--corpus-dir", type=Path, required=True)
-    ap.add_argument("--audio-features", type=Path, required=True)
+    ap.add_argument(
+        "--features", type=cli.modality_path, action="append", default=[], metavar="MODALITY=PATH"
+    )
     ap.add_argument("--condition", required=True)
     ap.add_argument("--out-json", type=Path, required=True)
     ap.add_argument("--out-csv", type=Path, required=True)
@@ -25,10 +28,18 @@ def main() -> None:
     params = cli.start(args)
     experiment = parse_name(args.experiment)
     transcripts = {u.uid: u.transcript for u in read_split(args.corpus_dir, "test", check_media=False)}
-    dataset = FeatureDataset({"audio": FeatureStore(args.audio_features)}, transcripts)
-    model = load_checkpoint(args.checkpoint, params, experiment, {"audio": dataset[0][1]["audio"].shape[1]})
+    dataset = FeatureDataset(cli.feature_stores(args.features, experiment.modalities), transcripts)
+    widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
+    model = load_checkpoint(args.checkpoint, params, experiment, widths)
     dec = params["decode"]
-    hyps = decode_dataset(model, dataset, dec["batch_size"], dec["beam_size"], dec["max_new_tokens"])
+    hyps = decode_dataset(
+        model,
+        dataset,
+        dec["batch_size"],
+        dec["beam_size"],
+        dec["max_new_tokens"],
+        text_only=args.condition == TEXT_ONLY,
+    )
     record = {**eval_record(params, experiment), "condition": args.condition, "git_commit": git_commit()}
     scores = write_evaluation(hyps, args.out_json, args.out_csv, record)
     print(

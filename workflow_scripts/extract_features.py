@@ -1,16 +1,19 @@
-"""Cache the frozen audio encoder's outputs for one corpus split and test condition."""
+"""Cache a frozen encoder's outputs (audio or video) for one corpus split and test condition."""
 
 from pathlib import Path
 
 from avsr_sinks import cli
 from avsr_sinks.data.manifest import read_split
-from avsr_sinks.data.media import read_audio
+from avsr_sinks.data.media import read_audio, read_video
+from avsr_sinks.data.noise import NoiseBank, parse_condition, utterance_rng
+from avsr_sinks.encoders.video import load_video_encoder
 from avsr_sinks.encoders.whisper import load_audio_encoder
 from avsr_sinks.features import extract_features
 
 
 def main() -> None:
     ap = cli.parser(__doc__)
+    ap.add_argument("--modality", required=True, choices=["audio", "video"])
     ap.add_argument("--corpus-dir", type=Path, required=True)
     ap.add_argument("--encoder-dir", type=Path, required=True)
     ap.add_argument("--split", required=True, choices=["train", "val", "test"])
@@ -18,11 +21,34 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, required=True)
     args = ap.parse_args()
     params = cli.start(args)
-    enc = params["audio_encoder"]
-    encoder = load_audio_encoder(args.encoder_dir, enc["window_seconds"], enc["hub_id"])
-    utterances = {
-        u.uid: u for u in read_split(args.corpus_dir, args.split, params["corpus"]["on_bad_sample"])
-    }
+    on_bad = params["corpus"]["on_bad_sample"]
+    noise = parse_condition(args.condition)
+    if args.modality == "video" and noise is not None:
+        raise SystemExit(f"--condition {args.condition}: noise conditions change the audio only")
+    if args.modality == "audio":
+        enc = params["audio_encoder"]
+        encoder = load_audio_encoder(args.encoder_dir, enc["window_seconds"], enc["hub_id"])
+    else:
+        enc = params["video_encoder"]
+        encoder = load_video_encoder(enc, args.encoder_dir)
+    utterances = {u.uid: u for u in read_split(args.corpus_dir, args.split, on_bad)}
+    if args.modality == "audio":
+        if noise is None:
+
+            def load(uid):
+                return read_audio(utterances[uid].audio_path)
+        else:
+            kind, snr_db = noise
+            # Babble from training speakers only, so no test utterance leaks into the noise.
+            bank = NoiseBank(read_split(args.corpus_dir, "train", on_bad) if kind == "babble" else ())
+
+            def load(uid):
+                return bank.mix(read_audio(utterances[uid].audio_path), snr_db, utterance_rng(0, uid), kind)
+    else:
+
+        def load(uid):
+            return read_video(utterances[uid].video_path)
+
     manifest = {
         "encoder": encoder.identity(),
         "frame_rate": encoder.frame_rate,
@@ -30,14 +56,7 @@ def main() -> None:
         "split": args.split,
         "condition": args.condition,
     }
-    extract_features(
-        list(utterances),
-        lambda uid: read_audio(utterances[uid].audio_path),
-        encoder.encode,
-        args.out_dir,
-        manifest,
-        batch_size=enc["batch_size"],
-    )
+    extract_features(list(utterances), load, encoder.encode, args.out_dir, manifest, enc["batch_size"])
 
 
 if __name__ == "__main__":

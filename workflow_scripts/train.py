@@ -6,7 +6,7 @@ from pathlib import Path
 from avsr_sinks import cli
 from avsr_sinks.data.manifest import read_split
 from avsr_sinks.experiment import model_config, train_config
-from avsr_sinks.features import FeatureDataset, FeatureStore
+from avsr_sinks.features import FeatureDataset
 from avsr_sinks.grid import parse_name
 from avsr_sinks.model import AVSRModel, load_llm
 from avsr_sinks.records import train_record
@@ -17,7 +17,9 @@ def main() -> None:
     ap = cli.parser(__doc__)
     ap.add_argument("--experiment", required=True)
     ap.add_argument("--corpus-dir", type=Path, required=True)
-    ap.add_argument("--audio-features", type=Path, required=True)
+    ap.add_argument(
+        "--features", type=cli.modality_path, action="append", default=[], metavar="MODALITY=PATH"
+    )
     ap.add_argument("--lm-dir", type=Path, required=True)
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--resume-dir", type=Path, help="keep resume state here (continue from it if present)")
@@ -25,14 +27,17 @@ def main() -> None:
     params = cli.start(args)
     experiment = parse_name(args.experiment)
     transcripts = {u.uid: u.transcript for u in read_split(args.corpus_dir, "train", check_media=False)}
-    store = FeatureStore(args.audio_features)
-    dataset = FeatureDataset({"audio": store}, transcripts)
+    stores = cli.feature_stores(args.features, experiment.modalities)
+    dataset = FeatureDataset(stores, transcripts)
     seed_everything(experiment.seed)
     llm, tokenizer = load_llm(args.lm_dir, params["model"]["attn_implementation"], params["llm"]["hub_id"])
-    width = dataset[0][1]["audio"].shape[1]
-    model = AVSRModel(model_config(params, experiment, {"audio": width}), llm, tokenizer)
+    widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
+    model = AVSRModel(model_config(params, experiment, widths), llm, tokenizer)
     print(f"{experiment.name}: {model.count_trainable():,} trainable parameters")
-    record = {**train_record(params, experiment), "audio_features": store.manifest}
+    record = {
+        **train_record(params, experiment),
+        **{f"{m}_features": store.manifest for m, store in stores.items()},
+    }
     summary = train(model, dataset, train_config(params, experiment), args.out_dir, record, args.resume_dir)
     print(json.dumps(summary, indent=2))
 

@@ -46,14 +46,24 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> dic
 
 
 def decode_dataset(
-    model: AVSRModel, dataset: FeatureDataset, batch_size: int, beam_size: int, max_new_tokens: int
+    model: AVSRModel,
+    dataset: FeatureDataset,
+    batch_size: int,
+    beam_size: int,
+    max_new_tokens: int,
+    text_only: bool = False,
 ) -> pd.DataFrame:
-    """Hypotheses for every utterance, in dataset order (columns uid, reference, hypothesis)."""
+    """Hypotheses for every utterance, in dataset order (columns uid, reference, hypothesis).
+
+    ``text_only`` drops every modality block, so the LLM decodes from ``[BOS] prompt`` alone: the floor
+    that a model using its audio or video must beat.
+    """
     model.eval()
     rows = []
     for start in tqdm(range(0, len(dataset), batch_size), desc="decode", mininterval=5):
         batch = collate_features([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        hyps = model.generate(batch["features"], beam_size=beam_size, max_new_tokens=max_new_tokens)
+        features = [{} for _ in batch["features"]] if text_only else batch["features"]
+        hyps = model.generate(features, beam_size=beam_size, max_new_tokens=max_new_tokens)
         rows += [
             {"uid": u, "reference": r, "hypothesis": h}
             for u, r, h in zip(batch["uids"], batch["transcripts"], hyps, strict=True)

@@ -33,6 +33,10 @@ def _stage(
     return stage
 
 
+def _feature_flags(caches: Mapping[str, str]) -> str:
+    return " ".join(f"--features {m}={path}" for m, path in caches.items())
+
+
 def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
     """The dvc.yaml document for ``params`` (which must be params.yaml itself: DVC reads no overlays)."""
     stages: dict[str, Any] = {}
@@ -74,73 +78,107 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
             outs=[llm["path"], {"results/lm/pretrain_log.csv": {"cache": False}}],
             metrics=[{"results/lm/pretrain.json": {"cache": False}}],
         )
-    feature_sets = {"train-clean": {"split": "train", "condition": "clean"}}
-    feature_sets.update(
-        {f"test-{c}": {"split": "test", "condition": c} for c in params["evaluate"]["conditions"]}
-    )
-    features = pipeline.feature_dir(params, "${item.split}", "${item.condition}")
-    stages["audio_features"] = {
-        "foreach": feature_sets,
-        "do": _stage(
-            f"{PY}/extract_features.py --params params.yaml --corpus-dir {corpus} --encoder-dir {enc['path']}"
-            f" --split ${{item.split}} --condition ${{item.condition}} --out-dir {features}",
+    video = params["video_encoder"]
+    uses_video = any("video" in e.modalities for e in build_grid(params))
+    if uses_video and video["source"] == "pretrain":
+        stages["pretrain_video_encoder"] = _stage(
+            f"{PY}/pretrain_video_encoder.py --params params.yaml --corpus-dir {corpus}"
+            f" --out-dir {video['path']} --log-csv {pipeline.VIDEO_PRETRAIN_LOG}"
+            f" --summary {pipeline.VIDEO_PRETRAIN_SUMMARY}",
             deps=[
                 *corpus_deps,
-                enc["path"],
-                "workflow_scripts/extract_features.py",
-                f"{LIB}/features.py",
-                f"{LIB}/encoders",
+                "workflow_scripts/pretrain_video_encoder.py",
+                f"{LIB}/video_pretrain.py",
+                f"{LIB}/encoders/tiny_video.py",
             ],
-            params=["audio_encoder", "corpus.on_bad_sample"],
-            outs=[features],
-        ),
-    }
-    experiments = [e.name for e in build_grid(params)]
-    train_features = pipeline.feature_dir(params, "train", "clean")
-    model_params = ["model", "train", "llm", "audio_encoder.window_seconds", "audio_encoder.name"]
-    stages["train"] = {
-        "matrix": {"experiment": list(experiments)},
-        **_stage(
-            f"{PY}/train.py --params params.yaml --experiment ${{item.experiment}} --corpus-dir {corpus}"
-            f" --audio-features {train_features} --lm-dir {llm['path']}"
-            f" --out-dir {pipeline.checkpoint_dir('${item.experiment}')}"
-            f" --resume-dir {pipeline.resume_dir('${item.experiment}')}",
-            deps=[
-                *corpus_deps,
-                train_features,
-                llm["path"],
-                "workflow_scripts/train.py",
-                f"{LIB}/train.py",
-                *MODEL_CODE,
-            ],
-            params=model_params,
-            outs=[pipeline.checkpoint_dir("${item.experiment}")],
-        ),
-    }
-    ckpt = pipeline.checkpoint_dir("${item.experiment}")
-    out_json = pipeline.eval_json("${item.experiment}", "${item.condition}")
-    test_features = pipeline.feature_dir(params, "test", "${item.condition}")
-    stages["evaluate"] = {
-        "matrix": {"experiment": list(experiments), "condition": list(params["evaluate"]["conditions"])},
-        **_stage(
-            f"{PY}/evaluate.py --params params.yaml --experiment ${{item.experiment}} --checkpoint {ckpt}"
-            f" --corpus-dir {corpus} --audio-features {test_features}"
-            f" --condition ${{item.condition}} --out-json {out_json}"
-            f" --out-csv {pipeline.eval_csv('${item.experiment}', '${item.condition}')}",
-            deps=[
-                *corpus_deps,
-                ckpt,
-                pipeline.feature_dir(params, "test", "${item.condition}"),
-                llm["path"],
-                "workflow_scripts/evaluate.py",
-                f"{LIB}/decode.py",
-                *MODEL_CODE,
-            ],
-            params=[*model_params, "decode"],
-            outs=[{pipeline.eval_csv("${item.experiment}", "${item.condition}"): {"cache": False}}],
-            metrics=[{out_json: {"cache": False}}],
-        ),
-    }
+            params=["video_encoder.pretrain", "corpus.synth"],
+            outs=[video["path"], {pipeline.VIDEO_PRETRAIN_LOG: {"cache": False}}],
+            metrics=[{pipeline.VIDEO_PRETRAIN_SUMMARY: {"cache": False}}],
+        )
+    if uses_video and video["source"] == "fairseq":
+        stages["convert_avhubert"] = _stage(
+            f"{PY}/convert_avhubert.py --checkpoint {video['checkpoint']} --out {video['path']}",
+            deps=[video["checkpoint"], "workflow_scripts/convert_avhubert.py", f"{LIB}/encoders"],
+            outs=[video["path"]],
+        )
+    encoder_dirs = {"audio": enc["path"], "video": video["path"]}
+    encoder_params = {"audio": "audio_encoder", "video": "video_encoder"}
+    for modality in pipeline.MODALITIES:
+        sets = {
+            f"{split}-{condition}": {"split": split, "condition": condition}
+            for m, split, condition in pipeline.feature_sets(params)
+            if m == modality
+        }
+        if not sets:
+            continue
+        features = pipeline.feature_dir(params, modality, "${item.split}", "${item.condition}")
+        stages[f"{modality}_features"] = {
+            "foreach": sets,
+            "do": _stage(
+                f"{PY}/extract_features.py --params params.yaml --modality {modality} --corpus-dir {corpus}"
+                f" --encoder-dir {encoder_dirs[modality]} --split ${{item.split}}"
+                f" --condition ${{item.condition}} --out-dir {features}",
+                deps=[
+                    *corpus_deps,
+                    encoder_dirs[modality],
+                    "workflow_scripts/extract_features.py",
+                    f"{LIB}/features.py",
+                    f"{LIB}/encoders",
+                ],
+                params=[encoder_params[modality], "corpus.on_bad_sample"],
+                outs=[features],
+            ),
+        }
+    experiments = build_grid(params)
+    conditions = list(params["evaluate"]["conditions"])
+    for task in dict.fromkeys(e.task for e in experiments):
+        names = [e.name for e in experiments if e.task == task]
+        modalities = next(e.modalities for e in experiments if e.task == task)
+        model_params = ["model", "train", "llm", *(encoder_params[m] for m in modalities)]
+        train_features = {m: pipeline.feature_dir(params, m, "train", "clean") for m in modalities}
+        stages[f"train_{task}"] = {
+            "matrix": {"experiment": names},
+            **_stage(
+                f"{PY}/train.py --params params.yaml --experiment ${{item.experiment}} --corpus-dir {corpus}"
+                f" {_feature_flags(train_features)} --lm-dir {llm['path']}"
+                f" --out-dir {pipeline.checkpoint_dir('${item.experiment}')}"
+                f" --resume-dir {pipeline.resume_dir('${item.experiment}')}",
+                deps=[
+                    *corpus_deps,
+                    *train_features.values(),
+                    llm["path"],
+                    "workflow_scripts/train.py",
+                    f"{LIB}/train.py",
+                    *MODEL_CODE,
+                ],
+                params=model_params,
+                outs=[pipeline.checkpoint_dir("${item.experiment}")],
+            ),
+        }
+        ckpt = pipeline.checkpoint_dir("${item.experiment}")
+        out_json = pipeline.eval_json("${item.experiment}", "${item.condition}")
+        test_features = {m: pipeline.feature_dir(params, m, "test", "${item.condition}") for m in modalities}
+        stages[f"evaluate_{task}"] = {
+            "matrix": {"experiment": names, "condition": conditions},
+            **_stage(
+                f"{PY}/evaluate.py --params params.yaml --experiment ${{item.experiment}} --checkpoint {ckpt}"
+                f" --corpus-dir {corpus} {_feature_flags(test_features)}"
+                f" --condition ${{item.condition}} --out-json {out_json}"
+                f" --out-csv {pipeline.eval_csv('${item.experiment}', '${item.condition}')}",
+                deps=[
+                    *corpus_deps,
+                    ckpt,
+                    *test_features.values(),
+                    llm["path"],
+                    "workflow_scripts/evaluate.py",
+                    f"{LIB}/decode.py",
+                    *MODEL_CODE,
+                ],
+                params=[*model_params, "decode"],
+                outs=[{pipeline.eval_csv("${item.experiment}", "${item.condition}"): {"cache": False}}],
+                metrics=[{out_json: {"cache": False}}],
+            ),
+        }
     evals = pipeline.eval_targets(params)
     csv, md = pipeline.WER_TABLES
     stages["wer_tables"] = _stage(

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-TASKS = ("asr",)
+TASKS = ("asr", "vsr", "avsr")
 METHODS = ("baseline",)
 
 _NAME = re.compile(
@@ -70,12 +70,18 @@ def parse_name(name: str) -> Experiment:
 def build_grid(params: Mapping[str, Any]) -> list[Experiment]:
     """Every experiment of the grid in params.yaml, in a stable order."""
     grid = params["grid"]
-    experiments = [
-        Experiment("asr", rate, None, method, seed)
-        for rate in grid["asr_audio_rates"]
+    settings = [
+        *[("asr", rate, None) for rate in grid["asr_audio_rates"]],
+        *[("vsr", None, rate) for rate in grid["vsr_video_rates"]],
+        *[("avsr", audio, video) for audio, video in grid["avsr_rates"]],
+    ]
+    experiments = {
+        Experiment(task, audio, video, method, seed)
+        for task, audio, video in settings
         for method in grid["methods"]
         for seed in grid["seeds"]
-    ]
+    }
     return sorted(
-        set(experiments), key=lambda e: (e.task, e.audio_rate or 0, e.video_rate or 0, e.method, e.seed)
+        experiments,
+        key=lambda e: (TASKS.index(e.task), e.audio_rate or 0, e.video_rate or 0, e.method, e.seed),
     )

@@ -267,7 +267,8 @@ class AVSRModel(nn.Module):
     def _prefix(self, features: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
         pieces = [self._embed_ids([self.tokenizer.bos_token_id])]
         segments = [Segment.BOS]
-        for modality in self.cfg.modalities:
+        # A modality absent from ``features`` loses its whole block (the text-only floor drops them all).
+        for modality in (m for m in self.cfg.modalities if m in features):
             opening, closing = self._delimiters[modality]
             tokens = self._modality_tokens(modality, features[modality])
             pieces += [self._embed_ids([opening]), tokens, self._embed_ids([closing])]

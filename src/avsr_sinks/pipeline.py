@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from avsr_sinks.grid import Experiment, build_grid
+from avsr_sinks.grid import Experiment, build_grid, parse_name
 
 SPLITS = ("train", "val", "test")
 
@@ -24,13 +24,50 @@ def corpus_intelligibility(params: Mapping[str, Any]) -> str:
 
 
 def audio_encoder_id(params: Mapping[str, Any]) -> str:
-    """Names the feature cache: encoder and window, since both change the features."""
+    """Names the audio feature cache: encoder and window, since both change the features."""
     enc = params["audio_encoder"]
     return f"{enc['name']}-w{enc['window_seconds']:g}"
 
 
-def feature_dir(params: Mapping[str, Any], split: str, condition: str) -> str:
-    return f"data/features/{params['corpus']['name']}/{audio_encoder_id(params)}/{split}-{condition}"
+def video_encoder_id(params: Mapping[str, Any]) -> str:
+    return params["video_encoder"]["name"]
+
+
+MODALITIES = ("audio", "video")
+
+
+TEXT_ONLY = "text_only"  # the evaluation condition that drops every modality (the LLM's text-only floor)
+
+
+def feature_condition(modality: str, condition: str) -> str:
+    """Noise conditions change the audio only; every other cache is the clean one."""
+    return condition if modality == "audio" and condition not in ("clean", TEXT_ONLY) else "clean"
+
+
+def feature_dir(params: Mapping[str, Any], modality: str, split: str, condition: str) -> str:
+    encoder = audio_encoder_id(params) if modality == "audio" else video_encoder_id(params)
+    condition = feature_condition(modality, condition)
+    return f"data/features/{params['corpus']['name']}/{encoder}/{split}-{condition}"
+
+
+def experiment_features(
+    params: Mapping[str, Any], experiment: Experiment | str, split: str, condition: str = "clean"
+) -> dict[str, str]:
+    """The feature caches one experiment reads, by modality."""
+    experiment = parse_name(experiment) if isinstance(experiment, str) else experiment
+    return {m: feature_dir(params, m, split, condition) for m in experiment.modalities}
+
+
+def feature_sets(params: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Every (modality, split, condition) cache the grid needs, in a stable order."""
+    needed = {
+        (m, split, feature_condition(m, condition))
+        for e in build_grid(params)
+        for split, conditions in (("train", ["clean"]), ("test", params["evaluate"]["conditions"]))
+        for condition in conditions
+        for m in e.modalities
+    }
+    return sorted(needed, key=lambda s: (MODALITIES.index(s[0]), s[1], s[2]))
 
 
 def checkpoint_dir(experiment: Experiment | str) -> str:
@@ -53,6 +90,8 @@ def eval_csv(experiment: Experiment | str, condition: str) -> str:
     return eval_json(experiment, condition).removesuffix(".json") + ".hyp.csv"
 
 
+VIDEO_PRETRAIN_SUMMARY = "results/video_encoder/pretrain.json"
+VIDEO_PRETRAIN_LOG = "results/video_encoder/pretrain_log.csv"
 WER_TABLES = ("results/tables/wer.csv", "results/tables/wer.md")
 
 
@@ -67,4 +106,8 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
         targets += [corpus_card(params, "md"), corpus_card(params, "json"), corpus_intelligibility(params)]
     if params["llm"]["source"] == "pretrain":
         targets.append("results/lm/pretrain.json")
+    if params["video_encoder"]["source"] == "pretrain" and any(
+        "video" in e.modalities for e in build_grid(params)
+    ):
+        targets.append(VIDEO_PRETRAIN_SUMMARY)
     return targets

@@ -24,13 +24,22 @@ def train_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str,
         "method": experiment.method,
         "seed": experiment.seed,
         "corpus": {k: params["corpus"][k] for k in ("name", "kind", "root", "synth")},
-        "audio_encoder": {
-            k: params["audio_encoder"][k] for k in ("source", "path", "name", "window_seconds")
-        },
+        **encoder_records(params, experiment),
         "llm": params["llm"],
         "model": {**params["model"], "prompts": params["model"]["prompts"][experiment.task]},
         "train": {**params["train"], "lr": params["train"]["lr"][experiment.task]},
     }
+
+
+def encoder_records(params: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
+    """The settings of the encoders whose features the experiment reads (batch sizes do not count)."""
+    records = {}
+    if "audio" in experiment.modalities:
+        enc = params["audio_encoder"]
+        records["audio_encoder"] = {k: enc[k] for k in ("source", "path", "name", "window_seconds")}
+    if "video" in experiment.modalities:
+        records["video_encoder"] = {k: v for k, v in params["video_encoder"].items() if k != "batch_size"}
+    return records
 
 
 def eval_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:

@@ -50,6 +50,8 @@ def run_features(
         *params,
         "--threads",
         "1",
+        "--modality",
+        "audio",
         "--corpus-dir",
         str(corpus),
         "--encoder-dir",

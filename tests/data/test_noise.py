@@ -74,3 +74,18 @@ def test_noise_bank_is_fixed_per_seed(corpus: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "bank").iterdir()) == ["babble.wav", "white.wav"]
     with pytest.raises(ValueError, match="no 'babble' noise"):
         noise.NoiseBank(seconds=0.1).mix(speech, 0, np.random.default_rng(0))
+
+
+def test_conditions_name_their_noise() -> None:
+    assert noise.parse_condition("clean") is None
+    assert noise.parse_condition("babble-5db") == ("babble", -5.0)
+    assert noise.parse_condition("white10db") == ("white", 10.0)
+    with pytest.raises(ValueError, match="unknown condition 'pink0db'"):
+        noise.parse_condition("pink0db")
+
+
+def test_utterance_rng_depends_on_seed_and_uid_only() -> None:
+    a = noise.utterance_rng(0, "synth/test/spk00/u1").random(3)
+    assert np.array_equal(a, noise.utterance_rng(0, "synth/test/spk00/u1").random(3))
+    assert not np.array_equal(a, noise.utterance_rng(0, "synth/test/spk00/u2").random(3))
+    assert not np.array_equal(a, noise.utterance_rng(1, "synth/test/spk00/u1").random(3))

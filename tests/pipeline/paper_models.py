@@ -4,8 +4,9 @@ Stand-ins, built offline in seconds, for the models configs/paper.yaml reads fro
 Whisper-medium.en (a ``WhisperModel`` plus its feature extractor) and Llama 3.2 (a ``LlamaForCausalLM``
 with Llama 3's conventions: grouped-query attention, llama3 rope scaling, tied embeddings, a byte-level
 BPE tokenizer with ``<|begin_of_text|>``/``<|end_of_text|>``, no pad token and none of Llama-AVSR's
-special tokens, and a generation config that samples). AV-HuBERT Large, the video encoder, gets its
-stand-in here beside these two once the grid has video tasks.
+special tokens, and a generation config that samples), and AV-HuBERT Large (a fairseq-format
+checkpoint of a tiny AV-HuBERT with the real key layout, which the pipeline converts like
+large_vox_iter5.pt).
 """
 
 from __future__ import annotations
@@ -101,3 +102,17 @@ def save_tiny_llama(folder: Path, sentences: Sequence[str], seed: int = 0) -> No
     )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+
+
+def save_tiny_avhubert_checkpoint(path: Path) -> Path:
+    """A tiny AV-HuBERT saved as a fairseq pretraining checkpoint (omegaconf-like cfg, fp16 weights)."""
+    from tests.encoders.test_avhubert import (
+        TINY,
+        _checkpoint_state,
+        _fairseq_cfg,
+        _random_model,
+        _write_checkpoint,
+    )
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _write_checkpoint(path, _checkpoint_state(_random_model(TINY, seed=3)), _fairseq_cfg(TINY))

@@ -13,10 +13,11 @@ import yaml
 
 from avsr_sinks.data.manifest import read_split
 from avsr_sinks.data.synth import SPLITS, SynthConfig, generate_corpus
-from tests.pipeline.paper_models import save_tiny_llama, save_tiny_whisper
+from tests.pipeline.paper_models import save_tiny_avhubert_checkpoint, save_tiny_llama, save_tiny_whisper
 from tests.pipeline.workspace import make_workspace, run, snakemake
 
 EXPERIMENT = "asr-a16-baseline-s0"
+AV_EXPERIMENT = "avsr-a16v5-baseline-s0"
 PAPER = ["params.yaml", "configs/paper.yaml"]
 
 
@@ -25,7 +26,7 @@ def tiny_paper_overlay(files: Path) -> dict[str, Any]:
     at tiny stand-ins; two training steps (the checkpoint averages both), one decode."""
     return {
         "runtime": {"threads": 1},
-        "grid": {"asr_audio_rates": [16]},
+        "grid": {"asr_audio_rates": [16], "vsr_video_rates": [], "avsr_rates": [[16, 5]]},
         "corpus": {"name": "tiny-paper", "root": str(files / "lrs3")},
         # The random stand-ins are not the hub models the paper names.
         "audio_encoder": {
@@ -35,11 +36,11 @@ def tiny_paper_overlay(files: Path) -> dict[str, Any]:
             "batch_size": 4,
         },
         "llm": {"path": str(files / "Llama-3.2-3B"), "hub_id": None},
-        # The video encoder (a tiny AV-HuBERT, encoders/avhubert.py) joins these once the grid has
-        # VSR/AVSR tasks.
+        "video_encoder": {"checkpoint": str(files / "large_vox_iter5.pt"), "batch_size": 2},
         "model": {"projector_hidden": 32, "lora_rank": 2, "lora_alpha": 0.25},
         "train": {"epochs": 2, "checkpoint_every": 1, "average_last": 2},
         "decode": {"beam_size": 2, "max_new_tokens": 4},
+        "evaluate": {"conditions": ["clean"]},  # babble needs more training speakers than 2
     }
 
 
@@ -53,6 +54,7 @@ def paper_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     save_tiny_whisper(files / "whisper-medium.en")
     sentences = [u.transcript for s in SPLITS for u in read_split(files / "lrs3", s, check_media=False)]
     save_tiny_llama(files / "Llama-3.2-3B", sentences)
+    save_tiny_avhubert_checkpoint(files / "large_vox_iter5.pt")
     work = make_workspace(tmp_path_factory.mktemp("paper-run"))
     (work / "configs/tiny-paper.yaml").write_text(yaml.safe_dump(tiny_paper_overlay(files)))
     result = snakemake(["--cores", "2", "--configfile", *PAPER[1:], "configs/tiny-paper.yaml"], work)
@@ -64,7 +66,7 @@ def paper_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_paper_configuration_runs_end_to_end_on_tiny_models(paper_run: tuple[Path, Path]) -> None:
     work, files = paper_run
     table = pd.read_csv(work / "results/tables/wer.csv")
-    assert list(table["experiment"]) == [EXPERIMENT] and table["utterances"].iloc[0] == 1
+    assert list(table["experiment"]) == [EXPERIMENT, AV_EXPERIMENT] and (table["utterances"] == 1).all()
     hyps = pd.read_csv(work / f"results/eval/{EXPERIMENT}/clean.hyp.csv")
     assert len(hyps) == 1 and hyps["reference"].str.len().min() > 0
     ckpt = work / f"results/checkpoints/{EXPERIMENT}"
@@ -75,8 +77,12 @@ def test_paper_configuration_runs_end_to_end_on_tiny_models(paper_run: tuple[Pat
     assert stored["model"]["lora_targets"] == ["q_proj", "v_proj"]
     assert len(pd.read_csv(ckpt / "train_log.csv")) == 2
     assert not (work / f"results/resume/{EXPERIMENT}").exists()
-    # The paper path builds none of the embedded default's corpus or models.
-    assert not (work / "data/models").exists() and not (work / "data/corpus").exists()
+    av = json.loads((work / f"results/checkpoints/{AV_EXPERIMENT}/experiment.json").read_text())
+    assert av["video_features"]["encoder"]["name"] == "avhubert-large"
+    assert av["video_encoder"]["source"] == "fairseq"
+    # The paper path builds none of the embedded default's corpus or models, only the converted AV-HuBERT.
+    assert [p.name for p in (work / "data/models").iterdir()] == ["avhubert-large"]
+    assert not (work / "data/corpus").exists()
 
 
 @pytest.mark.slow
@@ -88,7 +94,7 @@ def test_paper_train_job_names_the_missing_llm(paper_run: tuple[Path, Path]) -> 
     config = [*PAPER, "configs/tiny-paper.yaml", "configs/missing-llm.yaml"]
     result = run(
         ["python", "workflow_scripts/train.py", "--params", *config, "--experiment", EXPERIMENT]
-        + ["--corpus-dir", str(files / "lrs3"), "--audio-features", str(features)]
+        + ["--corpus-dir", str(files / "lrs3"), "--features", f"audio={features}"]
         + ["--lm-dir", "data/external/Llama-3.2-3B", "--out-dir", "results/unused"],
         work,
     )
@@ -105,7 +111,8 @@ def test_paper_features_job_names_the_missing_whisper(tmp_path: Path) -> None:
     work = make_workspace(tmp_path / "work")
     result = run(
         ["python", "workflow_scripts/extract_features.py", "--params", *PAPER]
-        + ["--corpus-dir", "data/external/lrs3", "--encoder-dir", "data/external/whisper-medium.en"]
+        + ["--modality", "audio", "--corpus-dir", "data/external/lrs3"]
+        + ["--encoder-dir", "data/external/whisper-medium.en"]
         + ["--split", "train", "--condition", "clean", "--out-dir", "data/features/unused"],
         work,
     )

@@ -24,17 +24,30 @@ def ci_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_ci_configuration_end_to_end(ci_run: tuple[Path, str]) -> None:
     work, _ = ci_run
     table = pd.read_csv(work / "results/tables/wer.csv")
-    assert list(table["experiment"]) == ["asr-a16-baseline-s0"]
-    assert table["wer_percent"].iloc[0] >= 0 and table["utterances"].iloc[0] == 16
-    assert "asr-a16-baseline-s0" in (work / "results/tables/wer.md").read_text()
-    scores = json.loads((work / "results/eval/asr-a16-baseline-s0/clean.json").read_text())
-    assert scores["experiment"] == "asr-a16-baseline-s0" and scores["audio_rate"] == 16
-    hyps = pd.read_csv(work / "results/eval/asr-a16-baseline-s0/clean.hyp.csv")
-    assert len(hyps) == 16 and hyps["reference"].str.len().min() > 0
-    ckpt = work / "results/checkpoints/asr-a16-baseline-s0"
-    assert {"model.safetensors", "experiment.json", "train_log.csv"} <= {p.name for p in ckpt.iterdir()}
-    log = pd.read_csv(ckpt / "train_log.csv")
-    assert len(log) > 0 and log["loss"].notna().all()
+    experiments = ["asr-a16-baseline-s0", "avsr-a16v5-baseline-s0"]
+    assert sorted(set(table["experiment"])) == experiments
+    assert set(table["condition"]) == {"clean", "babble0db"}
+    assert (table["wer_percent"] >= 0).all() and (table["utterances"] == 16).all()
+    assert "avsr-a16v5-baseline-s0" in (work / "results/tables/wer.md").read_text()
+    scores = json.loads((work / "results/eval/avsr-a16v5-baseline-s0/babble0db.json").read_text())
+    assert scores["experiment"] == "avsr-a16v5-baseline-s0" and scores["video_rate"] == 5
+    assert scores["condition"] == "babble0db"
+    for experiment in experiments:
+        hyps = pd.read_csv(work / f"results/eval/{experiment}/clean.hyp.csv")
+        assert len(hyps) == 16 and hyps["reference"].str.len().min() > 0
+        ckpt = work / f"results/checkpoints/{experiment}"
+        assert {"model.safetensors", "experiment.json", "train_log.csv"} <= {p.name for p in ckpt.iterdir()}
+        log = pd.read_csv(ckpt / "train_log.csv")
+        assert len(log) > 0 and log["loss"].notna().all()
+    record = json.loads((work / "results/checkpoints/avsr-a16v5-baseline-s0/experiment.json").read_text())
+    assert record["video_features"]["encoder"]["name"] == "tiny-video-ci"
+    assert record["audio_features"]["condition"] == "clean"
+    video = json.loads((work / "results/video_encoder/pretrain.json").read_text())
+    assert 0 < video["val"]["frame_accuracy"] <= 1 and video["val"]["frames"] > 0
+    noisy = json.loads(
+        (work / "data/features/synth-ci/whisper-tiny.en-w10/test-babble0db/manifest.json").read_text()
+    )
+    assert noisy["condition"] == "babble0db"
     card = json.loads((work / "results/corpus/synth-ci.json").read_text())
     assert card["splits"]["test"]["utterances"] == 16
     whisper = json.loads((work / "results/corpus/synth-ci.whisper.json").read_text())
@@ -74,6 +87,7 @@ def test_paper_scale_plans_without_its_files(tmp_path: Path) -> None:
     result = snakemake(["-n", "--cores", "1", "--configfile", "configs/paper.yaml"], work)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
-    for rule in ("audio_features", "train", "evaluate", "wer_tables"):
+    for rule in ("audio_features", "video_features", "convert_avhubert", "train", "evaluate", "wer_tables"):
         assert rule in output
-    assert "asr-a32-baseline-s0" in output and "make_corpus" not in output
+    assert "asr-a32-baseline-s0" in output and "avsr-a16v5-baseline-s0" in output
+    assert "make_corpus" not in output and "pretrain_video_encoder" not in output

@@ -8,6 +8,8 @@ follows in the audio transform rescales the waveform anyway).
 from __future__ import annotations
 
 import logging
+import re
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -137,3 +139,25 @@ class NoiseBank:
         for kind, track in self.tracks.items():
             peak = max(1e-9, float(np.abs(track).max()))
             media.write_audio(Path(folder) / f"{kind}.wav", track / peak, self.sample_rate)
+
+
+_CONDITION = re.compile(r"^(?P<kind>babble|white)(?P<snr>-?\d+)db$")
+
+
+def parse_condition(condition: str) -> tuple[str, float] | None:
+    """A test condition's noise: None for ``clean``, ``(kind, snr_db)`` for e.g. ``babble-5db``."""
+    if condition == "clean":
+        return None
+    match = _CONDITION.match(condition)
+    if not match:
+        raise ValueError(
+            f"unknown condition {condition!r}: expected clean, or babble/white followed by an SNR in dB "
+            "(e.g. babble0db, white-5db)"
+        )
+    return match["kind"], float(match["snr"])
+
+
+def utterance_rng(seed: int, uid: str) -> np.random.Generator:
+    """A generator that depends only on the seed and the utterance, so a mix never depends on the order
+    or the batch in which utterances are processed."""
+    return np.random.default_rng([seed, zlib.crc32(uid.encode("utf-8"))])

@@ -1,0 +1,16 @@
+"""The video encoder named by params: the pipeline's small pretrained encoder, or AV-HuBERT."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from avsr_sinks.encoders import avhubert, tiny_video
+
+
+def load_video_encoder(settings: Mapping[str, Any], folder: str | Path):
+    """A frozen encoder with ``encode(videos) -> [(T, D)]``, ``identity()`` and ``frame_rate`` (25)."""
+    if settings["source"] == "pretrain":
+        return tiny_video.load_tiny_video_encoder(folder, settings["name"])
+    return avhubert.load_video_encoder(folder)

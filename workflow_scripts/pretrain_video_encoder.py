@@ -1,0 +1,31 @@
+"""Pretrain the embedded default's video encoder on the synthetic training split (frame visemes)."""
+
+import json
+from pathlib import Path
+
+from avsr_sinks import cli
+from avsr_sinks.data.manifest import read_split
+from avsr_sinks.io import write_json_atomic
+from avsr_sinks.video_pretrain import VideoPretrainConfig, pretrain_video_encoder
+
+
+def main() -> None:
+    ap = cli.parser(__doc__)
+    ap.add_argument("--corpus-dir", type=Path, required=True)
+    ap.add_argument("--out-dir", type=Path, required=True)
+    ap.add_argument("--log-csv", type=Path, required=True)
+    ap.add_argument("--summary", type=Path, required=True)
+    args = ap.parse_args()
+    params = cli.start(args)
+    settings = params["video_encoder"]["pretrain"]
+    cfg = VideoPretrainConfig(**{**settings, "channels": tuple(settings["channels"])})
+    on_bad = params["corpus"]["on_bad_sample"]
+    train = read_split(args.corpus_dir, "train", on_bad)
+    val = read_split(args.corpus_dir, "val", on_bad)
+    summary = pretrain_video_encoder(cfg, train, val, args.out_dir, args.log_csv)
+    write_json_atomic(args.summary, {**summary, "config": settings})
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
