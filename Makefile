@@ -7,7 +7,7 @@ CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup reproduce test test-fast lint format bench dvc.yaml clean-results
+.PHONY: setup reproduce test test-fast lint format bench dvc.yaml lm-asset clean-results
 
 setup: $(STAMP)
 
@@ -39,6 +39,13 @@ format: setup
 
 dvc.yaml: setup
 	python workflow_scripts/write_dvc_yaml.py --params params.yaml --out dvc.yaml
+
+# Rebuild the shipped LM with the pretrain_lm rule (llm.source: pretrain) and write it, with its pinned
+# hashes, to assets/lm. About 20 minutes on 2 cores.
+lm-asset: setup
+	snakemake --cores $(CORES) --configfile configs/lm-build.yaml --forcerun pretrain_lm -- data/models/lm
+	python workflow_scripts/write_lm_asset.py --params params.yaml --model-dir data/models/lm \
+		--summary results/lm/pretrain.json --log-csv results/lm/pretrain_log.csv --asset-dir assets/lm
 
 clean-results:
 	rm -rf results logs .snakemake/incomplete

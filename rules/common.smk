@@ -57,7 +57,7 @@ def feature_args(experiment, split, condition):
 
 
 def llm_input():
-    return local_or_built(PARAMS["llm"]["path"], PARAMS["llm"]["source"] == "pretrain")
+    return local_or_built(PARAMS["llm"]["path"], PARAMS["llm"]["source"] in ("pretrain", "shipped"))
 
 
 def input_path(name, fallback):

@@ -46,6 +46,28 @@ if PARAMS["llm"]["source"] == "pretrain":
             " --summary {output.summary:q} > {log:q} 2>&1"
 
 
+if PARAMS["llm"]["source"] == "shipped":
+
+    rule install_lm:
+        input:
+            asset=PARAMS["llm"]["asset"],
+        output:
+            model=directory(PARAMS["llm"]["path"]),
+            log_csv="results/lm/pretrain_log.csv",
+            summary="results/lm/pretrain.json",
+        log:
+            "logs/models/install_lm.log",
+        params:
+            config=CONFIG_ARGS,
+        resources:
+            mem_mb=1000,
+            runtime=5,
+        shell:
+            "python workflow_scripts/install_lm.py --params {params.config} --asset-dir {input.asset:q}"
+            " --out-dir {output.model:q} --summary {output.summary:q} --log-csv {output.log_csv:q}"
+            " > {log:q} 2>&1"
+
+
 if PARAMS["video_encoder"]["source"] == "pretrain":
 
     rule pretrain_video_encoder:

@@ -69,6 +69,15 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
             outs=[enc["path"]],
         )
     llm = params["llm"]
+    if llm["source"] == "shipped":
+        stages["install_lm"] = _stage(
+            f"{PY}/install_lm.py --params params.yaml --asset-dir {llm['asset']} --out-dir {llm['path']}"
+            " --summary results/lm/pretrain.json --log-csv results/lm/pretrain_log.csv",
+            deps=[llm["asset"], "workflow_scripts/install_lm.py", f"{LIB}/lm_asset.py"],
+            params=["llm", "corpus.synth"],
+            outs=[llm["path"], {"results/lm/pretrain_log.csv": {"cache": False}}],
+            metrics=[{"results/lm/pretrain.json": {"cache": False}}],
+        )
     if llm["source"] == "pretrain":
         stages["pretrain_lm"] = _stage(
             f"{PY}/pretrain_lm.py --params params.yaml --corpus-dir {corpus} --out-dir {llm['path']}"

@@ -104,7 +104,7 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
     targets = [*WER_TABLES]
     if params["corpus"]["kind"] == "synthetic":
         targets += [corpus_card(params, "md"), corpus_card(params, "json"), corpus_intelligibility(params)]
-    if params["llm"]["source"] == "pretrain":
+    if params["llm"]["source"] in ("pretrain", "shipped"):
         targets.append("results/lm/pretrain.json")
     if params["video_encoder"]["source"] == "pretrain" and any(
         "video" in e.modalities for e in build_grid(params)
