@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from avsr_sinks.grid import Experiment
@@ -15,6 +16,13 @@ from avsr_sinks.lm import LMPretrainConfig
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
 from avsr_sinks.records import differences, train_record
 from avsr_sinks.train import TrainConfig
+
+# Optional files of a checkpoint folder (avsr_sinks.llama_avsr_import writes them). The rows of the LLM's
+# added special tokens that the checkpoint was trained with: tensors input_embeddings and, for untied
+# tables, output_embeddings; metadata "tokens", their JSON list.
+SPECIAL_TOKEN_EMBEDDINGS = "special_token_embeddings.safetensors"
+# LoRA of the video encoder under the AV-HuBERT port's names; the record says so under video_encoder_lora.
+VIDEO_ENCODER_LORA = "video_encoder_lora.safetensors"
 
 
 def lm_pretrain_config(params: Mapping[str, Any]) -> LMPretrainConfig:
@@ -80,9 +88,37 @@ def load_checkpoint(
         raise ValueError(
             f"{meta_path}: checkpoint does not match the requested experiment:\n  " + "\n  ".join(mismatches)
         )
+    if stored.get("video_encoder_lora"):
+        raise ValueError(
+            f"{meta_path}: the checkpoint adapts the video encoder with LoRA ({VIDEO_ENCODER_LORA}, "
+            f"{stored['video_encoder_lora']}); its video features must come from the encoder run with those "
+            "adapters, but this pipeline reads features cached from the frozen encoder, so decoding would "
+            "ignore them"
+        )
     llm, tokenizer = load_llm(
         params["llm"]["path"], params["model"]["attn_implementation"], params["llm"]["hub_id"]
     )
     model = AVSRModel(model_config(params, experiment, input_dims), llm, tokenizer)
     model.load_trainable_state_dict(load_file(str(checkpoint / "model.safetensors")))
+    if (checkpoint / SPECIAL_TOKEN_EMBEDDINGS).is_file():
+        load_special_token_embeddings(model, checkpoint / SPECIAL_TOKEN_EMBEDDINGS)
     return model.to(torch.float32)
+
+
+def load_special_token_embeddings(model: AVSRModel, path: Path) -> None:
+    """Overwrite the embedding rows of the special tokens named in ``path`` (see SPECIAL_TOKEN_EMBEDDINGS).
+
+    Added tokens start from random rows; a checkpoint's projectors and adapters were trained against the
+    rows its own run drew, so those rows belong to the checkpoint.
+    """
+    with safe_open(str(path), "pt") as f:
+        tokens = json.loads(f.metadata()["tokens"])
+        ids = model.tokenizer.convert_tokens_to_ids(tokens)
+        if model.tokenizer.unk_token_id in ids:
+            raise ValueError(f"{path}: the tokenizer lacks some of {tokens}")
+        tables = {"input_embeddings": model.llm.get_input_embeddings()}
+        if "output_embeddings" in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
+            tables["output_embeddings"] = model.llm.get_output_embeddings()
+        with torch.no_grad():
+            for name, table in tables.items():
+                table.weight[ids] = f.get_tensor(name).to(table.weight.dtype)
