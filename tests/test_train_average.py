@@ -114,3 +114,13 @@ def test_a_fresh_start_clears_saves_of_another_configuration(
     summary = train.train(model, dataset, cfg, root / "ckpt", {"experiment": "toy"}, root / "resume")
     assert summary["averaged_steps"] == [8, 9]
     assert load_file(str(root / "ckpt/model.safetensors")).keys() == model.trainable_state_dict().keys()
+
+
+def test_epoch_position_walks_epochs_of_different_lengths() -> None:
+    lengths = [5, 7, 6]
+    assert train.epoch_position(0, lengths) == (0, 0)
+    assert train.epoch_position(4, lengths) == (0, 4)
+    assert train.epoch_position(5, lengths) == (1, 0)
+    assert train.epoch_position(11, lengths) == (1, 6)
+    assert train.epoch_position(12, lengths) == (2, 0)
+    assert train.epoch_position(18, lengths) == (3, 0)  # finished

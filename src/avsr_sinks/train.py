@@ -72,6 +72,15 @@ def make_optimizer(model: AVSRModel, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
+def epoch_position(step: int, epoch_steps: Sequence[int]) -> tuple[int, int]:
+    """(epoch, batches already done in it) of a run that has completed ``step`` steps."""
+    for epoch, length in enumerate(epoch_steps):
+        if step < length:
+            return epoch, step
+        step -= length
+    return len(epoch_steps), 0
+
+
 def averaged_steps(total_steps: int, checkpoint_every: int, average_last: int) -> list[int]:
     """The steps whose trainable weights the checkpoint averages: the last ``average_last - 1`` resume
     saves (every ``checkpoint_every`` steps, before the end) and the final step."""
@@ -224,8 +233,14 @@ def train(
         dataset.frame_lengths(), max_frames=cfg.max_frames, shuffle=True, seed=cfg.seed
     )
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_features)
-    steps_per_epoch = len(sampler)
-    total_steps = cfg.epochs * steps_per_epoch
+    # Length-bucketed packing gives each epoch its own number of batches; count them all up front so the
+    # schedule ends on the last step and a resumed run finds its epoch and batch.
+    epoch_steps = []
+    for epoch in range(cfg.epochs):
+        sampler.set_epoch(epoch)
+        epoch_steps.append(len(sampler))
+    sampler.set_epoch(0)
+    total_steps = sum(epoch_steps)
     averaged = averaged_steps(total_steps, cfg.checkpoint_every, cfg.average_last)
     optimizer = make_optimizer(model, cfg)
     schedule = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total_steps)
@@ -247,7 +262,7 @@ def train(
     start, loss = time.perf_counter(), math.nan
     progress = tqdm(total=total_steps, initial=step, desc=f"train {out_dir.name}", mininterval=5)
     snapshots_kept = max(cfg.average_last - 2, 0)  # saves before the newest whose weights the average needs
-    first_epoch, skip = divmod(step, steps_per_epoch)
+    first_epoch, skip = epoch_position(step, epoch_steps)
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
