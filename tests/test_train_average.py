@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from avsr_sinks import train
 from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
-from tests.train_job import CONFIG, make_features
+from avsr_sinks.model import AVSRModel, load_llm
+from tests.train_job import CONFIG, make_features, toy_model_config
 
 # One epoch of the kill-and-resume job's data (9 steps), on a model without its CTC head.
 TOY = dataclasses.replace(CONFIG, epochs=1, ctc_weight=0.0, ctc_warmup_steps=0)
@@ -56,10 +56,7 @@ def toy_run(tiny_lm_dir: Path, tmp_path: Path) -> tuple[AVSRModel, FeatureDatase
     transcripts = make_features(tmp_path / "data")
     dataset = FeatureDataset({"audio": FeatureStore(tmp_path / "data")}, transcripts)
     llm, tokenizer = load_llm(tiny_lm_dir)
-    cfg = ModelConfig(
-        ("audio",), {"audio": 4}, {"audio": 12}, "avgpool", 16, True, 4, 2, 0.0, ("q_proj", "v_proj"), "x"
-    )
-    return AVSRModel(cfg, llm, tokenizer), dataset, tmp_path
+    return AVSRModel(toy_model_config(None), llm, tokenizer), dataset, tmp_path
 
 
 def test_checkpoint_is_the_mean_of_the_last_saves(

@@ -12,27 +12,13 @@ import torch
 
 from avsr_sinks import train
 from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
-from tests.train_job import CONFIG, make_features
+from avsr_sinks.model import AVSRModel, load_llm
+from tests.train_job import CONFIG, make_features, toy_model_config
 
 
 def toy_model(lm_dir: Path, ctc_head: str | None) -> AVSRModel:
     llm, tokenizer = load_llm(lm_dir)
-    cfg = ModelConfig(
-        ("audio",),
-        {"audio": 4},
-        {"audio": 12},
-        "avgpool",
-        16,
-        True,
-        4,
-        2,
-        0.0,
-        ("q_proj", "v_proj"),
-        "x",
-        ctc_head=ctc_head,
-    )
-    return AVSRModel(cfg, llm, tokenizer)
+    return AVSRModel(toy_model_config(ctc_head), llm, tokenizer)
 
 
 def test_warmup_moves_projector_and_head_and_leaves_lora_alone(tiny_lm_dir: Path, tmp_path: Path) -> None:

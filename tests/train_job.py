@@ -37,6 +37,24 @@ CONFIG = train.TrainConfig(
 )
 
 
+def toy_model_config(ctc_head: str | None) -> ModelConfig:
+    """The model these jobs train: audio rate 4 on width-12 frames, a tiny projector and LoRA on q, v."""
+    return ModelConfig(
+        ("audio",),
+        {"audio": 4},
+        {"audio": 12},
+        "avgpool",
+        16,
+        True,
+        4,
+        2,
+        0.0,
+        ("q_proj", "v_proj"),
+        "transcribe",
+        ctc_head=ctc_head,
+    )
+
+
 def make_features(folder: Path) -> dict[str, str]:
     """24 utterances of random 'encoder' frames (width 12, 50 frames/s) and their transcripts."""
     uids = [f"toy/u{i:02d}" for i in range(24)]
@@ -67,21 +85,7 @@ def main() -> None:
     dataset = FeatureDataset({"audio": FeatureStore(args.data)}, transcripts)
     train.seed_everything(CONFIG.seed)
     llm, tokenizer = load_llm(args.lm)
-    cfg = ModelConfig(
-        ("audio",),
-        {"audio": 4},
-        {"audio": 12},
-        "avgpool",
-        16,
-        True,
-        4,
-        2,
-        0.0,
-        ("q_proj", "v_proj"),
-        "transcribe",
-        ctc_head="tied_embeddings",
-    )
-    model = AVSRModel(cfg, llm, tokenizer)
+    model = AVSRModel(toy_model_config("tied_embeddings"), llm, tokenizer)
     if args.die_after_save:
         saves = {"n": 0}
         real_save, real_replace = train._save_resume, io.os.replace
