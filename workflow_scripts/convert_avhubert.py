@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from avsr_sinks.encoders.avhubert import convert_avhubert
+from avsr_sinks.encoders.avhubert_convert import convert_avhubert
 
 
 def main() -> None:

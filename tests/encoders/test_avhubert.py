@@ -24,14 +24,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from avsr_sinks.encoders.avhubert import (
-    DROPPED_KEYS,
     AVHubertConfig,
     AVHubertModel,
     add_lora,
-    convert_avhubert,
     load_video_encoder,
     padding_mask_from_lengths,
 )
+from avsr_sinks.encoders.avhubert_convert import DROPPED_KEYS, convert_avhubert
 from avsr_sinks.encoders.fairseq_checkpoint import CheckpointRefusedError, read_fairseq_checkpoint
 from avsr_sinks.io import sha256_file
 
