@@ -96,3 +96,23 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
+
+
+def load_state_exactly(module: Any, state: dict[str, Any], source: str | os.PathLike[str], what: str) -> None:
+    """Load ``state`` into the torch ``module`` only if it holds exactly the module's tensor names and
+    shapes; otherwise raise a ValueError naming ``source``, ``what`` it should be, and every missing,
+    unexpected and misshapen key (a strict ``load_state_dict`` alone stops at the first shape)."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshapen = {
+        k: (tuple(state[k].shape), tuple(expected[k].shape))
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    }
+    if missing or unexpected or misshapen:
+        raise ValueError(
+            f"{source}: does not match {what}: missing keys {missing}, unexpected keys {unexpected}, "
+            f"shape mismatches (given, expected) {misshapen}"
+        )
+    module.load_state_dict(state, strict=True)

@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from avsr_sinks.data.transforms import VideoTransform
-from avsr_sinks.io import sha256_file
+from avsr_sinks.io import load_state_exactly, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -413,13 +413,7 @@ def load_video_encoder(model_dir: str | os.PathLike[str], device: str | torch.de
     config = AVHubertConfig(**{f.name: raw[f.name] for f in fields(AVHubertConfig)})
     model = AVHubertModel(config)
     state = load_file(str(weight_file))
-    expected = set(model.state_dict())
-    if set(state) != expected:
-        raise ValueError(
-            f"{weight_file}: weights do not match config.json: missing {sorted(expected - set(state))}, "
-            f"unexpected {sorted(set(state) - expected)}"
-        )
-    model.load_state_dict(state, strict=True)
+    load_state_exactly(model, state, weight_file, f"the model of {config_file}")
     model.to(device)
     log.info(
         "loaded AV-HuBERT from %s (%d layers, d_model %d)",

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from avsr_sinks.encoders.avhubert import MODEL_TYPE, AVHubertConfig, AVHubertModel
 from avsr_sinks.encoders.fairseq_checkpoint import read_fairseq_checkpoint
-from avsr_sinks.io import atomic_path, sha256_file
+from avsr_sinks.io import atomic_path, load_state_exactly, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -137,21 +137,7 @@ def convert_avhubert(
     config = avhubert_config_from_fairseq(_fairseq_model_config(ckpt, checkpoint), checkpoint)
     state, dropped = _encoder_state(ckpt["model"], checkpoint)
     model = AVHubertModel(config)
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{checkpoint}: state dict does not match AV-HuBERT {config}: missing keys {missing}, "
-            f"unexpected keys {unexpected}"
-        )
-    bad = {
-        k: (tuple(v.shape), tuple(expected[k].shape))
-        for k, v in state.items()
-        if v.shape != expected[k].shape
-    }
-    if bad:
-        raise ValueError(f"{checkpoint}: shape mismatch (checkpoint vs config) for {bad}")
-    model.load_state_dict(state, strict=True)
+    load_state_exactly(model, state, checkpoint, f"AV-HuBERT {config}")
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))

@@ -36,7 +36,7 @@ from avsr_sinks.encoders.ctranslate2_reader import (
     whisper_config_from_ct2,
     whisper_generation_config,
 )
-from avsr_sinks.io import atomic_path, require_model_folder, sha256_file
+from avsr_sinks.io import atomic_path, load_state_exactly, require_model_folder, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +107,11 @@ def convert_whisper_ct2(
     state, used = map_whisper_ct2(variables, model_bin, config)
     unused = sorted(set(variables) - used)
     model = WhisperForConditionalGeneration(config)
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if unused or missing or unexpected:
+    if unused:
         raise ValueError(
-            f"{model_bin}: mapping to transformers Whisper is incomplete: unused CT2 variables "
-            f"{unused}, missing keys {missing}, unexpected keys {unexpected}"
+            f"{model_bin}: mapping to transformers Whisper is incomplete: unused CT2 variables {unused}"
         )
-    bad = {
-        k: (tuple(t.shape), tuple(expected[k].shape))
-        for k, t in state.items()
-        if t.shape != expected[k].shape
-    }
-    if bad:
-        raise ValueError(f"{model_bin}: shape mismatch (CT2 vs transformers) for {bad}")
-    model.load_state_dict(state, strict=True)
+    load_state_exactly(model, state, model_bin, "transformers Whisper")
     model.generation_config = whisper_generation_config(config, ct2_cfg, tokenizer)
     try:
         package_version: str | None = importlib.metadata.version(BUNDLED_PACKAGE)
@@ -292,13 +282,7 @@ def load_audio_encoder(
                         state[key[len(prefix) :]] = sf.get_tensor(key).float()
     if "embed_positions.weight" in state:
         state["embed_positions.weight"] = state["embed_positions.weight"][:positions]  # (P, d_model)
-    expected = set(encoder.state_dict())
-    if set(state) != expected:
-        raise ValueError(
-            f"{model_dir}: encoder weights do not match the config: missing "
-            f"{sorted(expected - set(state))}, unexpected {sorted(set(state) - expected)}"
-        )
-    encoder.load_state_dict(state, strict=True)
+    load_state_exactly(encoder, state, model_dir, "the Whisper encoder of its config.json")
     fe = WhisperFeatureExtractor(feature_size=config.num_mel_bins, chunk_length=30)
     # chunk_length only sets these two; assign them directly so fractional windows stay integral.
     fe.chunk_length = window_seconds
