@@ -1,5 +1,6 @@
 # Configuration and input functions: the only Python of the workflow.
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -26,7 +27,10 @@ CORPUS_ROOT = pipeline.corpus_root(PARAMS)
 
 wildcard_constraints:
     split="train|val|test",
-    condition="|".join(sorted({"clean", *PARAMS["evaluate"]["conditions"]})),
+    condition="|".join(
+        re.escape(c)
+        for c in sorted({"clean", *PARAMS["evaluate"]["conditions"], pipeline.train_noise_condition(PARAMS)} - {None})
+    ),
     experiment="|".join(EXPERIMENTS) or "(?!)",
 
 
@@ -54,6 +58,22 @@ def feature_args(experiment, split, condition):
     """``--features MODALITY=PATH`` for each cache the experiment reads."""
     caches = pipeline.experiment_features(PARAMS, experiment, split, condition)
     return " ".join(f"--features {m}={shlex.quote(path)}" for m, path in caches.items())
+
+
+def noisy_feature_args(experiment):
+    """``--noisy-features MODALITY=PATH`` for each noisy training cache the experiment's augmentation reads."""
+    caches = pipeline.noisy_train_features(PARAMS, experiment)
+    return " ".join(f"--noisy-features {m}={shlex.quote(path)}" for m, path in caches.items())
+
+
+def act_heads_input(wildcards):
+    """ACT decodes with the heads its search kept; other methods read no head file."""
+    experiment = EXPERIMENTS[wildcards.experiment]
+    return [pipeline.act_heads_json(experiment)] if experiment.method == "act" else []
+
+
+def act_heads_arg(wildcards):
+    return " ".join(f"--act-heads {shlex.quote(path)}" for path in act_heads_input(wildcards))
 
 
 def llm_input():

@@ -4,7 +4,8 @@
 rule evaluate:
     input:
         corpus=corpus_input(),
-        checkpoint=pipeline.checkpoint_dir("{experiment}"),
+        checkpoint=lambda wildcards: pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment]),
+        act_heads=act_heads_input,
         features=lambda wildcards: list(
             pipeline.experiment_features(PARAMS, wildcards.experiment, "test", wildcards.condition).values()
         ),
@@ -20,6 +21,7 @@ rule evaluate:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),
         features=lambda wildcards: feature_args(wildcards.experiment, "test", wildcards.condition),
+        act_heads=act_heads_arg,
         trigger=eval_trigger,
     threads: THREADS
     resources:
@@ -28,5 +30,71 @@ rule evaluate:
     shell:
         "python workflow_scripts/evaluate.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
-        " {params.features} --condition {wildcards.condition}"
+        " {params.features} {params.act_heads} --condition {wildcards.condition}"
         " --out-json {output.json:q} --out-csv {output.csv:q} > {log:q} 2>&1"
+
+
+rule act_heads:
+    input:
+        corpus=corpus_input(),
+        checkpoint=lambda wildcards: pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment]),
+        features=lambda wildcards: list(
+            pipeline.experiment_features(PARAMS, wildcards.experiment, "val").values()
+        ),
+        llm=llm_input(),
+    output:
+        pipeline.act_heads_json("{experiment}"),
+    log:
+        "logs/act/{experiment}.log",
+    benchmark:
+        "logs/benchmarks/act/{experiment}.tsv"
+    wildcard_constraints:
+        experiment="|".join(name for name, e in EXPERIMENTS.items() if e.method == "act") or "(?!)",
+    params:
+        config=CONFIG_ARGS,
+        corpus=input_path("corpus", CORPUS_ROOT),
+        features=lambda wildcards: feature_args(wildcards.experiment, "val", "clean"),
+        trigger=eval_trigger,
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "python workflow_scripts/search_act_heads.py --params {params.config} --threads {threads}"
+        " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
+        " {params.features} --out-json {output:q} > {log:q} 2>&1"
+
+
+rule analyze:
+    input:
+        corpus=corpus_input(),
+        checkpoint=lambda wildcards: pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment]),
+        act_heads=act_heads_input,
+        features=lambda wildcards: list(
+            pipeline.experiment_features(PARAMS, wildcards.experiment, "test").values()
+        ),
+        llm=llm_input(),
+    output:
+        metrics=pipeline.analysis_files("{experiment}")[0],
+        arrays=pipeline.analysis_files("{experiment}")[1],
+    log:
+        "logs/analysis/{experiment}.log",
+    benchmark:
+        "logs/benchmarks/analysis/{experiment}.tsv"
+    params:
+        config=CONFIG_ARGS,
+        corpus=input_path("corpus", CORPUS_ROOT),
+        features=lambda wildcards: feature_args(wildcards.experiment, "test", "clean"),
+        act_heads=act_heads_arg,
+        out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
+        trigger=lambda wildcards: json.dumps(
+            {**json.loads(eval_trigger(wildcards)), "analysis": PARAMS["analysis"]}, sort_keys=True
+        ),
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python workflow_scripts/analyze.py --params {params.config} --threads {threads}"
+        " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
+        " {params.features} {params.act_heads} --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -7,9 +7,14 @@ rule train:
         features=lambda wildcards: list(
             pipeline.experiment_features(PARAMS, wildcards.experiment, "train").values()
         ),
+        noisy_features=lambda wildcards: list(
+            pipeline.noisy_train_features(PARAMS, wildcards.experiment).values()
+        ),
         llm=llm_input(),
     output:
         directory(pipeline.checkpoint_dir("{experiment}")),
+    wildcard_constraints:
+        experiment="|".join(e.name for e in pipeline.trained_experiments(PARAMS)) or "(?!)",
     log:
         "logs/train/{experiment}.log",
     benchmark:
@@ -19,6 +24,7 @@ rule train:
         corpus=input_path("corpus", CORPUS_ROOT),
         llm=input_path("llm", PARAMS["llm"]["path"]),
         features=lambda wildcards: feature_args(wildcards.experiment, "train", "clean"),
+        noisy_features=lambda wildcards: noisy_feature_args(wildcards.experiment),
         resume=lambda wildcards: pipeline.resume_dir(wildcards.experiment),
         trigger=train_trigger,
     threads: THREADS
@@ -28,5 +34,5 @@ rule train:
     shell:
         "python workflow_scripts/train.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --corpus-dir {params.corpus:q}"
-        " {params.features} --lm-dir {params.llm:q} --out-dir {output:q}"
+        " {params.features} {params.noisy_features} --lm-dir {params.llm:q} --out-dir {output:q}"
         " --resume-dir {params.resume:q} > {log:q} 2>&1"

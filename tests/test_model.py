@@ -171,6 +171,27 @@ def test_ctc_warmup_pass_skips_the_llm_and_matches_the_full_pass(tiny_lm_dir: Pa
         AVSRModel(config(), *load_llm(tiny_lm_dir))(features, ["a", "b"], run_llm=False)
 
 
+def test_ctc_reads_only_the_named_modalities(tiny_lm_dir: Path) -> None:
+    two = {
+        **config().__dict__,
+        "modalities": ("audio", "video"),
+        "rates": {"audio": 4, "video": 2},
+        "input_dims": {"audio": 12, "video": 6},
+        "ctc_head": "tied_embeddings",
+    }
+    features = [{"audio": torch.randn(40, 12), "video": torch.randn(20, 6)}]
+    audio_only = AVSRModel(ModelConfig(**{**two, "ctc_modalities": ("audio",)}), *load_llm(tiny_lm_dir))
+    for run_llm in (True, False):
+        out, _ = audio_only(features, ["the cat"], run_llm=run_llm)
+        out["ctc_loss"].backward()
+        assert audio_only.projectors["audio"][0].weight.grad.abs().sum() > 0
+        video_grad = audio_only.projectors["video"][0].weight.grad
+        assert video_grad is None or not video_grad.any()
+        audio_only.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match=r"CTC modalities \['video'\] must be some of .*\['audio'\]"):
+        ModelConfig(**{**config().__dict__, "ctc_modalities": ("video",)})
+
+
 def test_tied_ctc_head_scores_against_the_embedding_table() -> None:
     from avsr_sinks.model import TiedCTCHead
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from avsr_sinks import cli
 from avsr_sinks.data.manifest import read_split
 from avsr_sinks.decode import decode_dataset, write_evaluation
-from avsr_sinks.experiment import load_checkpoint
+from avsr_sinks.experiment import load_checkpoint, method_context
 from avsr_sinks.features import FeatureDataset
 from avsr_sinks.grid import parse_name
 from avsr_sinks.io import git_commit
@@ -21,6 +21,7 @@ def main() -> None:
     ap.add_argument(
         "--features", type=cli.modality_path, action="append", default=[], metavar="MODALITY=PATH"
     )
+    ap.add_argument("--act-heads", type=Path, help="ACT experiments: the heads.json of their head search")
     ap.add_argument("--condition", required=True)
     ap.add_argument("--out-json", type=Path, required=True)
     ap.add_argument("--out-csv", type=Path, required=True)
@@ -32,15 +33,21 @@ def main() -> None:
     widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
     model = load_checkpoint(args.checkpoint, params, experiment, widths)
     dec = params["decode"]
-    hyps = decode_dataset(
-        model,
-        dataset,
-        dec["batch_size"],
-        dec["beam_size"],
-        dec["max_new_tokens"],
-        text_only=args.condition == TEXT_ONLY,
-    )
-    record = {**eval_record(params, experiment), "condition": args.condition, "git_commit": git_commit()}
+    with method_context(model, experiment, params, args.act_heads) as heads:
+        hyps = decode_dataset(
+            model,
+            dataset,
+            dec["batch_size"],
+            dec["beam_size"],
+            dec["max_new_tokens"],
+            text_only=args.condition == TEXT_ONLY,
+        )
+    record = {
+        **eval_record(params, experiment),
+        **({"act_heads": heads} if heads is not None else {}),
+        "condition": args.condition,
+        "git_commit": git_commit(),
+    }
     scores = write_evaluation(hyps, args.out_json, args.out_csv, record)
     print(
         f"{experiment.name} {args.condition}: WER {100 * scores['wer']:.2f}%"

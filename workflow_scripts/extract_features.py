@@ -5,7 +5,7 @@ from pathlib import Path
 from avsr_sinks import cli
 from avsr_sinks.data.manifest import read_split
 from avsr_sinks.data.media import read_audio, read_video
-from avsr_sinks.data.noise import NoiseBank, parse_condition, utterance_rng
+from avsr_sinks.data.noise import NoiseBank, mix_condition, parse_condition
 from avsr_sinks.encoders.video import load_video_encoder
 from avsr_sinks.encoders.whisper import load_audio_encoder
 from avsr_sinks.features import extract_features
@@ -38,12 +38,12 @@ def main() -> None:
             def load(uid):
                 return read_audio(utterances[uid].audio_path)
         else:
-            kind, snr_db = noise
+            kind, snrs_db = noise
             # Babble from training speakers only, so no test utterance leaks into the noise.
             bank = NoiseBank(read_split(args.corpus_dir, "train", on_bad) if kind == "babble" else ())
 
             def load(uid):
-                return bank.mix(read_audio(utterances[uid].audio_path), snr_db, utterance_rng(0, uid), kind)
+                return mix_condition(bank, read_audio(utterances[uid].audio_path), kind, snrs_db, uid)
     else:
 
         def load(uid):

@@ -4,11 +4,13 @@ import json
 from pathlib import Path
 
 from avsr_sinks import cli
+from avsr_sinks.augment import FeatureAugmenter
 from avsr_sinks.data.manifest import read_split
-from avsr_sinks.experiment import model_config, train_config
+from avsr_sinks.experiment import augment_config, model_config, train_config
 from avsr_sinks.features import FeatureDataset
 from avsr_sinks.grid import parse_name
 from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.pipeline import noisy_train_features
 from avsr_sinks.records import train_record
 from avsr_sinks.train import seed_everything, train
 
@@ -19,6 +21,14 @@ def main() -> None:
     ap.add_argument("--corpus-dir", type=Path, required=True)
     ap.add_argument(
         "--features", type=cli.modality_path, action="append", default=[], metavar="MODALITY=PATH"
+    )
+    ap.add_argument(
+        "--noisy-features",
+        type=cli.modality_path,
+        action="append",
+        default=[],
+        metavar="MODALITY=PATH",
+        help="the noisy view of the training features that train.augment.noise reads",
     )
     ap.add_argument("--lm-dir", type=Path, required=True)
     ap.add_argument("--out-dir", type=Path, required=True)
@@ -34,11 +44,23 @@ def main() -> None:
     widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
     model = AVSRModel(model_config(params, experiment, widths), llm, tokenizer)
     print(f"{experiment.name}: {model.count_trainable():,} trainable parameters")
+    noisy_stores = cli.feature_stores(
+        args.noisy_features, tuple(noisy_train_features(params, experiment)), "--noisy-features"
+    )
+    augment = FeatureAugmenter(
+        augment_config(params),
+        experiment.seed,
+        {m: store.manifest["frame_rate"] for m, store in stores.items()},
+        noisy_stores,
+    )
     record = {
         **train_record(params, experiment),
         **{f"{m}_features": store.manifest for m, store in stores.items()},
+        **{f"noisy_{m}_features": store.manifest for m, store in noisy_stores.items()},
     }
-    summary = train(model, dataset, train_config(params, experiment), args.out_dir, record, args.resume_dir)
+    summary = train(
+        model, dataset, train_config(params, experiment), args.out_dir, record, args.resume_dir, augment
+    )
     print(json.dumps(summary, indent=2))
 
 

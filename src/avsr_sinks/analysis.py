@@ -3,16 +3,27 @@
 Sink score of key j in one head (Gu et al., ICLR 2025): ``alpha_j = mean_{i >= j} A[i, j]``, the mean
 attention key j receives from the queries that can see it. Massive activations (Sun et al., 2024): the
 largest magnitudes of a layer's output hidden state against the median magnitude of that whole output.
+
+``collect`` runs an AVSRModel teacher-forced and captures what ``analyze_batch`` needs; ``analyze_batch``
+turns plain tensors into the metrics (JSON) and the arrays behind the figures (npz), which
+``write_analysis`` writes as ``results/analysis/<exp>/{metrics.json,arrays.npz}``. Layer ``l`` means
+decoder layer ``l`` (0-based): its attention ``attentions[l]``, its MLP output ``mlp_outputs[l]`` and its
+output hidden state ``hidden_states[l + 1]`` (transformers returns the last one after the final norm).
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from avsr_sinks.lm import sentence_batch
+from avsr_sinks.model import Segment
 
 
 def sink_scores(attention: torch.Tensor, length: int) -> torch.Tensor:
@@ -57,3 +68,280 @@ def lm_phenomena(model, tokenizer, sentences: Sequence[str], sink_threshold: flo
             }
         )
     return {"sink_threshold": sink_threshold, "sentences": len(sentences), "layers": layers}
+
+
+# ----- the AVSR analysis ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnalysisThresholds:
+    """PAPER.md section 5: a token is a sink in a head if alpha > ``sink`` (0.3, Gu et al.; ACT uses 0.1);
+    an entry is massive if |h| > ``massive_abs`` and |h| >= ``massive_ratio`` x the layer's median |h|."""
+
+    sink: float = 0.3
+    massive_abs: float = 100.0
+    massive_ratio: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sink < 1.0:
+            raise ValueError(f"analysis sink threshold must be in [0, 1), got {self.sink}")
+        if self.massive_abs < 0 or self.massive_ratio < 0:
+            raise ValueError(
+                f"massive-activation thresholds must be >= 0, got massive_abs={self.massive_abs}, "
+                f"massive_ratio={self.massive_ratio}"
+            )
+
+
+# Per-layer metrics that are also saved as (L,) arrays for the figures.
+CURVES = ("bos_sink_share", "intermediate_sink_count", "cosine_bos_sink", "cosine_bos_nonsink")
+
+
+def segment_name(value: int) -> str:
+    """'bos', 'delimiter', 'audio', 'video', 'prompt', 'response' or 'pad'."""
+    return Segment(int(value)).name.lower()
+
+
+def _check_inputs(attentions, hidden_states, mlp_outputs, segments, attention_mask, token_labels) -> None:
+    n_layers, (batch, width) = len(attentions), tuple(segments.shape)
+    if n_layers == 0 or len(hidden_states) != n_layers + 1 or len(mlp_outputs) != n_layers:
+        raise ValueError(
+            f"need L attention maps, L + 1 hidden states and L MLP outputs; got {n_layers}, "
+            f"{len(hidden_states)} and {len(mlp_outputs)}"
+        )
+    hidden = hidden_states[0].shape[-1]
+    for name, tensors, shape in (
+        ("attentions", attentions, (batch, attentions[0].shape[1], width, width)),
+        ("hidden_states", hidden_states, (batch, width, hidden)),
+        ("mlp_outputs", mlp_outputs, (batch, width, hidden)),
+    ):
+        bad = [i for i, t in enumerate(tensors) if tuple(t.shape) != shape]
+        if bad:
+            raise ValueError(f"{name}[{bad[0]}] has shape {tuple(tensors[bad[0]].shape)}, expected {shape}")
+    if tuple(attention_mask.shape) != (batch, width):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, width)}")
+    if token_labels is not None and [len(row) for row in token_labels] != [width] * batch:
+        raise ValueError(f"token_labels must hold {batch} rows of {width} labels, one per position")
+
+
+def analyze_batch(
+    attentions: Sequence[torch.Tensor],
+    hidden_states: Sequence[torch.Tensor],
+    mlp_outputs: Sequence[torch.Tensor],
+    segments: torch.Tensor,
+    attention_mask: torch.Tensor,
+    thresholds: AnalysisThresholds = AnalysisThresholds(),
+    token_labels: Sequence[Sequence[str]] | None = None,
+    utterance: int = 0,
+    attention_layer: int | None = None,
+    hidden_layer: int | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Sinks, massive activations and BOS cosine per layer of one batch (PAPER.md section 5).
+
+    Every row is reduced to its real tokens (``attention_mask`` 1; left or right padding alike), whose
+    first must be BOS; positions in the output count real tokens, so BOS is position 0. Statistics are
+    computed in float32. Per layer ``l``:
+
+    - ``bos_sink_share``: the share of heads with alpha_BOS > eps, averaged over utterances;
+      ``bos_sink_score_mean``: alpha_BOS averaged over heads and utterances.
+    - ``intermediate_sink_count``: tokens j > 0 that are a sink in at least one head, per utterance
+      (mean over utterances); ``intermediate_sinks`` lists each (utterance, position, segment, token,
+      heads, max score); ``..._by_segment`` / ``..._by_token`` count them over the batch.
+    - ``massive``: top-1/2/3 |h| of the layer output, the median |h| over all real tokens x features,
+      and top-1/median, all from the utterance with the largest top-1 (recorded); ``count`` and
+      ``features`` / ``tokens`` pool the massive entries (both thresholds) of every utterance.
+    - ``mlp_massive_features``: the massive features (found in any layer's output) at which this layer's
+      MLP output passes the same test against its own median; ``first_mlp_layer`` is the first such layer.
+    - ``cosine_bos_sink`` / ``cosine_bos_nonsink``: cosine between a token's layer output and BOS's,
+      averaged over the tokens j > 0 of every utterance that are / are not a sink in some head of this
+      layer (None when there are none), with their counts.
+
+    The arrays (float32 maps, int64 indices) are for utterance ``utterance`` (real tokens only, n of
+    them): ``attention`` (n, n) the head mean of ``attention_layer`` (default: the layer with the most
+    intermediate sinks in it, else ``hidden_layer``), ``segments`` (n,), ``token_labels`` (n,) str,
+    ``sink_scores`` (L, heads, n), ``hidden_abs`` (n, H) |output| of ``hidden_layer`` (default: its layer
+    with the largest top-1/median), ``cosine_bos`` (L, n); ``sink_token`` (its position with the most
+    (layer, head) sink hits, -1 if none) and ``nonsink_token`` (the first never-sink token, feature tokens
+    first, -1 if none). Batch curves: ``topk`` (L, 3), ``median``, ``top1_over_median``,
+    ``bos_sink_share``, ``intermediate_sink_count``, ``cosine_bos_sink``, ``cosine_bos_nonsink`` (L,;
+    NaN where no token), and ``thresholds`` (sink, massive_abs, massive_ratio).
+    """
+    _check_inputs(attentions, hidden_states, mlp_outputs, segments, attention_mask, token_labels)
+    n_layers, batch = len(attentions), segments.shape[0]
+    if not 0 <= utterance < batch:
+        raise ValueError(f"figure utterance {utterance} is outside the batch of {batch}")
+    for name, layer in (("attention_layer", attention_layer), ("hidden_layer", hidden_layer)):
+        if layer is not None and not 0 <= layer < n_layers:
+            raise ValueError(f"{name} {layer} is outside the model's {n_layers} layers")
+    eps = thresholds.sink
+    per_utt = [
+        _one_utterance(b, attentions, hidden_states, mlp_outputs, attention_mask, thresholds)
+        for b in range(batch)
+    ]
+    segs = [segments[b, u["index"]].tolist() for b, u in enumerate(per_utt)]
+    if any(row[0] != Segment.BOS for row in segs):
+        raise ValueError("the first real token of every row must be BOS (Segment.BOS)")
+    labels = [
+        [str(token_labels[b][i]) for i in u["index"].tolist()] if token_labels else [""] * len(segs[b])
+        for b, u in enumerate(per_utt)
+    ]
+
+    def where(b: int, j: int) -> dict[str, Any]:
+        return {
+            "utterance": b,
+            "position": j,
+            "segment": segment_name(segs[b][j]),
+            "token": labels[b][j] or None,
+        }
+
+    massive_features = sorted({f for u in per_utt for f in u["massive"].nonzero()[:, 2].tolist()})
+    layers = []
+    for layer in range(n_layers):
+        sinks, cos_sink, cos_other = [], [], []
+        for b, u in enumerate(per_utt):
+            hits = u["is_sink"][layer]  # (heads, n)
+            for j in hits[:, 1:].any(0).nonzero()[:, 0].add(1).tolist():
+                heads = hits[:, j].nonzero()[:, 0].tolist()
+                sinks.append(
+                    where(b, j) | {"heads": heads, "score": float(u["scores"][layer, heads, j].max())}
+                )
+            token_sink = hits.any(0)[1:]
+            cos_sink += u["cosine"][layer, 1:][token_sink].tolist()
+            cos_other += u["cosine"][layer, 1:][~token_sink].tolist()
+        top_b = max(range(batch), key=lambda b: float(per_utt[b]["top"][layer, 0]))
+        entries = [(b, *e) for b, u in enumerate(per_utt) for e in u["massive"][layer].nonzero().tolist()]
+        carriers: dict[tuple[int, int], list[int]] = {}
+        for b, j, f in entries:
+            carriers.setdefault((b, j), []).append(f)
+        mlp = {f for u in per_utt for f in u["mlp_massive"][layer].nonzero()[:, 1].tolist()}
+        layers.append(
+            {
+                "layer": layer,
+                "bos_sink_share": _mean([float((u["is_sink"][layer, :, 0]).float().mean()) for u in per_utt]),
+                "bos_sink_score_mean": _mean([float(u["scores"][layer, :, 0].mean()) for u in per_utt]),
+                "intermediate_sink_count": len(sinks) / batch,
+                "intermediate_sinks": sinks,
+                "intermediate_sinks_by_segment": dict(Counter(s["segment"] for s in sinks)),
+                "intermediate_sinks_by_token": dict(Counter(s["token"] for s in sinks if s["token"])),
+                "massive": {
+                    "utterance": top_b,
+                    "top": [float(v) for v in per_utt[top_b]["top"][layer]],
+                    "median": float(per_utt[top_b]["median"][layer]),
+                    "top1_over_median": float(
+                        per_utt[top_b]["top"][layer, 0] / per_utt[top_b]["median"][layer]
+                    ),
+                    "count": len(entries),
+                    "utterances_with": len({b for b, _, _ in entries}),
+                    "features": [
+                        {"feature": f, "entries": c}
+                        for f, c in sorted(Counter(e[2] for e in entries).items())
+                    ],
+                    "tokens": [
+                        where(b, j)
+                        | {
+                            "features": sorted(fs),
+                            "max_abs": float(per_utt[b]["abs_hidden"][layer, j, fs].max()),
+                        }
+                        for (b, j), fs in sorted(carriers.items())
+                    ],
+                },
+                "mlp_massive_features": sorted(mlp & set(massive_features)),
+                "cosine_bos_sink": _mean(cos_sink),
+                "cosine_bos_nonsink": _mean(cos_other),
+                "sink_tokens": len(cos_sink),
+                "nonsink_tokens": len(cos_other),
+            }
+        )
+    first_mlp = next((x["layer"] for x in layers if x["mlp_massive_features"]), None)
+    u = per_utt[utterance]
+    if hidden_layer is None:
+        hidden_layer = int((u["top"][:, 0] / u["median"]).argmax())
+    inter = u["is_sink"][:, :, 1:].any(1).sum(1)  # (L,) intermediate sink tokens per layer
+    if attention_layer is None:
+        attention_layer = int(inter.argmax()) if int(inter.max()) > 0 else hidden_layer
+    hits = [0, *u["is_sink"][:, :, 1:].sum((0, 1)).tolist()]  # (layer, head) pairs where token j sinks
+    sink_token = max(range(len(hits)), key=lambda j: (hits[j], -j)) if max(hits) > 0 else -1
+    never = [j for j in range(1, len(hits)) if hits[j] == 0]
+    features_first = [j for j in never if segs[utterance][j] in (Segment.AUDIO, Segment.VIDEO)] + never
+    metrics = {
+        "thresholds": {
+            "sink": eps,
+            "massive_abs": thresholds.massive_abs,
+            "massive_ratio": thresholds.massive_ratio,
+        },
+        "utterances": batch,
+        "num_layers": n_layers,
+        "num_heads": int(attentions[0].shape[1]),
+        "massive_features": massive_features,
+        "first_mlp_layer": first_mlp,
+        "figure": {
+            "utterance": utterance,
+            "attention_layer": attention_layer,
+            "hidden_layer": hidden_layer,
+            "sink_token": sink_token,
+            "nonsink_token": features_first[0] if features_first else -1,
+        },
+        "layers": layers,
+    }
+    f32 = np.float32
+    arrays = {
+        "attention": u["attention_mean"][attention_layer].numpy().astype(f32),
+        "segments": np.asarray(segs[utterance], dtype=np.int64),
+        "token_labels": np.asarray(labels[utterance], dtype=str),
+        "sink_scores": u["scores"].numpy().astype(f32),
+        "hidden_abs": u["abs_hidden"][hidden_layer].numpy().astype(f32),
+        "cosine_bos": u["cosine"].numpy().astype(f32),
+        "topk": np.asarray([x["massive"]["top"] for x in layers], dtype=f32),
+        **{
+            k: np.asarray([x["massive"][k] for x in layers], dtype=f32)
+            for k in ("median", "top1_over_median")
+        },
+        **{k: np.asarray([_nan(x[k]) for x in layers], dtype=f32) for k in CURVES},
+        "thresholds": np.asarray([eps, thresholds.massive_abs, thresholds.massive_ratio], dtype=f32),
+        **{k: np.asarray(v, dtype=np.int64) for k, v in metrics["figure"].items()},
+    }
+    return metrics, arrays
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _one_utterance(b, attentions, hidden_states, mlp_outputs, attention_mask, th) -> dict[str, torch.Tensor]:
+    """Everything per (layer, head, token) of row ``b``, on its real tokens, in float32 on the CPU."""
+    index = attention_mask[b].nonzero()[:, 0].cpu()
+    n_layers, n = len(attentions), len(index)
+
+    def real(t: torch.Tensor) -> torch.Tensor:
+        return t[b].detach().float().cpu()[index]  # (n, ...)
+
+    maps = torch.stack(
+        [a[b].detach().float().cpu()[:, index][:, :, index] for a in attentions]
+    )  # (L, h, n, n)
+    hidden = torch.stack([real(h) for h in hidden_states[1:]])  # (L, n, H)
+    mlp = torch.stack([real(m) for m in mlp_outputs])  # (L, n, H)
+    abs_hidden, abs_mlp = hidden.abs(), mlp.abs()
+
+    def massive(mags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        median = mags.reshape(n_layers, -1).median(dim=1).values  # (L,), the lower middle value
+        passed = (mags > th.massive_abs) & (mags >= th.massive_ratio * median[:, None, None])
+        return passed, median
+
+    is_massive, median = massive(abs_hidden)
+    mlp_massive, _ = massive(abs_mlp)
+    scores = torch.stack([sink_scores(m, n) for m in maps])  # (L, heads, n)
+    return {
+        "index": index,
+        "attention_mean": maps.mean(1),  # (L, n, n)
+        "scores": scores,
+        "is_sink": scores > th.sink,
+        "abs_hidden": abs_hidden,
+        "top": abs_hidden.reshape(n_layers, -1).topk(min(3, n * hidden.shape[-1]), dim=1).values,  # (L, 3)
+        "median": median,
+        "massive": is_massive,  # (L, n, H)
+        "mlp_massive": mlp_massive,  # (L, n, H)
+        "cosine": torch.nn.functional.cosine_similarity(hidden, hidden[:, :1], dim=-1),  # (L, n)
+    }

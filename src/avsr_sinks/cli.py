@@ -41,12 +41,14 @@ def modality_path(text: str) -> tuple[str, Path]:
     return modality, Path(path)
 
 
-def feature_stores(pairs: list[tuple[str, Path]], modalities: tuple[str, ...]) -> dict[str, FeatureStore]:
+def feature_stores(
+    pairs: list[tuple[str, Path]], modalities: tuple[str, ...], flag: str = "--features"
+) -> dict[str, FeatureStore]:
     """One cache per modality the experiment uses, refusing a missing or extra one."""
     given = dict(pairs)
     if sorted(given) != sorted(modalities) or len(given) != len(pairs):
         raise SystemExit(
-            f"--features: this experiment reads {', '.join(modalities)} features, got "
+            f"{flag}: this experiment reads {', '.join(modalities) or 'no'} features there, got "
             f"{', '.join(m for m, _ in pairs) or 'none'}"
         )
     return {m: FeatureStore(given[m]) for m in modalities}

@@ -10,6 +10,7 @@ from typing import Any
 
 import jiwer
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from avsr_sinks.features import FeatureDataset, collate_features
@@ -80,3 +81,18 @@ def write_evaluation(
         hyps.to_csv(tmp, index=False)
     write_json_atomic(json_path, {**record, **scores})
     return scores
+
+
+@torch.inference_mode()
+def teacher_forced_ce(model: AVSRModel, dataset: FeatureDataset, batch_size: int) -> float:
+    """Cross-entropy per transcript token (transcript + EOS) over the dataset, the reference given."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for start in range(0, len(dataset), batch_size):
+        batch = collate_features([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        out, assembled = model(batch["features"], batch["transcripts"])
+        # transformers averages over the batch's predicted tokens; weigh each batch by its count.
+        count = int((assembled.labels[:, 1:] != -100).sum())
+        total += float(out.loss) * count
+        tokens += count
+    return total / tokens

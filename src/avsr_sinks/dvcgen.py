@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from avsr_sinks import pipeline
-from avsr_sinks.grid import build_grid
+from avsr_sinks.grid import Experiment, build_grid
 
 PY = "python workflow_scripts"
 LIB = "src/avsr_sinks"
@@ -33,8 +33,92 @@ def _stage(
     return stage
 
 
-def _feature_flags(caches: Mapping[str, str]) -> str:
-    return " ".join(f"--features {m}={path}" for m, path in caches.items())
+def _feature_flags(caches: Mapping[str, str], flag: str = "--features") -> str:
+    return " ".join(f"{flag} {m}={path}" for m, path in caches.items())
+
+
+def _decoding_stages(
+    params: Mapping[str, Any],
+    experiments: list[Experiment],
+    modalities: tuple[str, ...],
+    model_params: list[str],
+    corpus_deps: list[str],
+    llm_path: str,
+) -> dict[str, Any]:
+    """The evaluate and analyze stages (and ACT's head search) of one task and method."""
+    first = experiments[0]
+    task, method = first.task, first.method
+    setting = "${item.setting}"
+    name = f"{setting}-{method}-s${{item.seed}}"
+    ckpt = pipeline.checkpoint_dir(f"{setting}-{first.trained.method}-s${{item.seed}}")
+    corpus = corpus_deps[0]
+    matrix = {
+        "setting": list(dict.fromkeys(f"{e.task}-{e.rates}" for e in experiments)),
+        "seed": list(dict.fromkeys(e.seed for e in experiments)),
+    }
+    code = ["workflow_scripts/evaluate.py", f"{LIB}/decode.py", *MODEL_CODE]
+    heads, head_flags, head_deps = pipeline.act_heads_json(name), "", []
+    stages: dict[str, Any] = {}
+    if method == "act":
+        val = {m: pipeline.feature_dir(params, m, "val", "clean") for m in modalities}
+        stages[f"act_heads_{task}"] = {
+            "matrix": matrix,
+            **_stage(
+                f"{PY}/search_act_heads.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
+                f" --corpus-dir {corpus} {_feature_flags(val)} --out-json {heads}",
+                deps=[
+                    *corpus_deps,
+                    ckpt,
+                    *val.values(),
+                    llm_path,
+                    "workflow_scripts/search_act_heads.py",
+                    f"{LIB}/act.py",
+                    *code[1:],
+                ],
+                params=[*model_params, "decode", "act"],
+                outs=[{heads: {"cache": False}}],
+            ),
+        }
+        head_flags, head_deps = f" --act-heads {heads}", [heads, f"{LIB}/act.py"]
+    test = {m: pipeline.feature_dir(params, m, "test", "${item.condition}") for m in modalities}
+    out_json = pipeline.eval_json(name, "${item.condition}")
+    stages[f"evaluate_{task}_{method}"] = {
+        "matrix": {**matrix, "condition": list(params["evaluate"]["conditions"])},
+        **_stage(
+            f"{PY}/evaluate.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
+            f" --corpus-dir {corpus} {_feature_flags(test)}{head_flags}"
+            f" --condition ${{item.condition}} --out-json {out_json}"
+            f" --out-csv {pipeline.eval_csv(name, '${item.condition}')}",
+            deps=[*corpus_deps, ckpt, *head_deps, *test.values(), llm_path, *code],
+            params=[*model_params, "decode", *(["act"] if method == "act" else [])],
+            outs=[{pipeline.eval_csv(name, "${item.condition}"): {"cache": False}}],
+            metrics=[{out_json: {"cache": False}}],
+        ),
+    }
+    clean = {m: pipeline.feature_dir(params, m, "test", "clean") for m in modalities}
+    metrics, arrays = pipeline.analysis_files(name)
+    stages[f"analyze_{task}_{method}"] = {
+        "matrix": matrix,
+        **_stage(
+            f"{PY}/analyze.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
+            f" --corpus-dir {corpus} {_feature_flags(clean)}{head_flags}"
+            f" --out-dir {metrics.rsplit('/', 1)[0]}",
+            deps=[
+                *corpus_deps,
+                ckpt,
+                *head_deps,
+                *clean.values(),
+                llm_path,
+                "workflow_scripts/analyze.py",
+                f"{LIB}/analysis.py",
+                *MODEL_CODE,
+            ],
+            params=[*model_params, "analysis", *(["act"] if method == "act" else [])],
+            outs=[{arrays: {"cache": False}}],
+            metrics=[{metrics: {"cache": False}}],
+        ),
+    }
+    return stages
 
 
 def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,56 +223,63 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
             ),
         }
     experiments = build_grid(params)
-    conditions = list(params["evaluate"]["conditions"])
     for task in dict.fromkeys(e.task for e in experiments):
-        names = [e.name for e in experiments if e.task == task]
         modalities = next(e.modalities for e in experiments if e.task == task)
         model_params = ["model", "train", "llm", *(encoder_params[m] for m in modalities)]
+        trained = [e.name for e in pipeline.trained_experiments(params) if e.task == task]
         train_features = {m: pipeline.feature_dir(params, m, "train", "clean") for m in modalities}
+        noisy_condition = pipeline.train_noise_condition(params)
+        noisy_features = (
+            {"audio": pipeline.feature_dir(params, "audio", "train", noisy_condition)}
+            if noisy_condition is not None and "audio" in modalities
+            else {}
+        )
+        noisy_flags = " " + _feature_flags(noisy_features, "--noisy-features") if noisy_features else ""
         stages[f"train_{task}"] = {
-            "matrix": {"experiment": names},
+            "matrix": {"experiment": trained},
             **_stage(
                 f"{PY}/train.py --params params.yaml --experiment ${{item.experiment}} --corpus-dir {corpus}"
-                f" {_feature_flags(train_features)} --lm-dir {llm['path']}"
+                f" {_feature_flags(train_features)}{noisy_flags}"
+                f" --lm-dir {llm['path']}"
                 f" --out-dir {pipeline.checkpoint_dir('${item.experiment}')}"
                 f" --resume-dir {pipeline.resume_dir('${item.experiment}')}",
                 deps=[
                     *corpus_deps,
                     *train_features.values(),
+                    *noisy_features.values(),
                     llm["path"],
                     "workflow_scripts/train.py",
                     f"{LIB}/train.py",
+                    f"{LIB}/augment.py",
+                    f"{LIB}/losses.py",
                     *MODEL_CODE,
                 ],
-                params=model_params,
+                params=[*model_params, "decorr"],
                 outs=[pipeline.checkpoint_dir("${item.experiment}")],
             ),
         }
-        ckpt = pipeline.checkpoint_dir("${item.experiment}")
-        out_json = pipeline.eval_json("${item.experiment}", "${item.condition}")
-        test_features = {m: pipeline.feature_dir(params, m, "test", "${item.condition}") for m in modalities}
-        stages[f"evaluate_{task}"] = {
-            "matrix": {"experiment": names, "condition": conditions},
-            **_stage(
-                f"{PY}/evaluate.py --params params.yaml --experiment ${{item.experiment}} --checkpoint {ckpt}"
-                f" --corpus-dir {corpus} {_feature_flags(test_features)}"
-                f" --condition ${{item.condition}} --out-json {out_json}"
-                f" --out-csv {pipeline.eval_csv('${item.experiment}', '${item.condition}')}",
-                deps=[
-                    *corpus_deps,
-                    ckpt,
-                    *test_features.values(),
-                    llm["path"],
-                    "workflow_scripts/evaluate.py",
-                    f"{LIB}/decode.py",
-                    *MODEL_CODE,
-                ],
-                params=[*model_params, "decode"],
-                outs=[{pipeline.eval_csv("${item.experiment}", "${item.condition}"): {"cache": False}}],
-                metrics=[{out_json: {"cache": False}}],
-            ),
-        }
+        # One set of decoding stages per method: ACT decodes its baseline's checkpoint, and a DVC matrix can
+        # only substitute, so experiment and checkpoint names are built from the setting and seed.
+        for method in dict.fromkeys(e.method for e in experiments if e.task == task):
+            chosen = [e for e in experiments if e.task == task and e.method == method]
+            stages.update(
+                _decoding_stages(params, chosen, modalities, model_params, corpus_deps, llm["path"])
+            )
     evals = pipeline.eval_targets(params)
+    analyses = [pipeline.analysis_files(e) for e in experiments]
+    csv, md = pipeline.SINK_TABLES
+    stages["sink_tables"] = _stage(
+        f"{PY}/make_tables.py --analysis-files {' '.join(m for m, _ in analyses)}"
+        f" --out-csv {csv} --out-md {md}",
+        deps=[*(m for m, _ in analyses), "workflow_scripts/make_tables.py", f"{LIB}/report/tables.py"],
+        outs=[{csv: {"cache": False}}, {md: {"cache": False}}],
+    )
+    stages["figures"] = _stage(
+        f"{PY}/make_figures.py --arrays {' '.join(a for _, a in analyses)} --out-dir {pipeline.FIGURES_DIR}"
+        f" --index {pipeline.FIGURES_DONE}",
+        deps=[*(a for _, a in analyses), "workflow_scripts/make_figures.py", f"{LIB}/report/figures.py"],
+        outs=[{pipeline.FIGURES_DONE: {"cache": False}}],
+    )
     csv, md = pipeline.WER_TABLES
     stages["wer_tables"] = _stage(
         f"{PY}/make_tables.py --eval-files {' '.join(evals)} --out-csv {csv} --out-md {md}",

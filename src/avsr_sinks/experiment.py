@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from avsr_sinks.act import calibrate
+from avsr_sinks.augment import AugmentConfig
 from avsr_sinks.grid import Experiment
 from avsr_sinks.lm import LMPretrainConfig
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
-from avsr_sinks.records import differences, train_record
+from avsr_sinks.records import differences, eval_record, train_record
 from avsr_sinks.train import TrainConfig
 
 # Optional files of a checkpoint folder (avsr_sinks.llama_avsr_import writes them). The rows of the LLM's
@@ -48,6 +51,7 @@ def model_config(
         lora_targets=tuple(m["lora_targets"]),
         prompt=m["prompts"][experiment.task],
         ctc_head=params["train"]["ctc_head"] if params["train"]["ctc_weight"] > 0 else None,
+        ctc_modalities=tuple(params["train"]["ctc_modalities"][experiment.task]),
     )
 
 
@@ -67,6 +71,15 @@ def train_config(params: Mapping[str, Any], experiment: Experiment) -> TrainConf
         ctc_weight=t["ctc_weight"],
         ctc_warmup_steps=t["ctc_warmup_steps"],
         average_last=t["average_last"],
+        decorr_lambda=params["decorr"]["lambda"] if experiment.method == "decorr" else 0.0,
+        decorr_layers=tuple(params["decorr"]["layers"]) if params["decorr"]["layers"] else None,
+    )
+
+
+def augment_config(params: Mapping[str, Any]) -> AugmentConfig:
+    a = params["train"]["augment"]
+    return AugmentConfig(
+        noise_probability=a["noise"]["probability"], time_mask_max_seconds=a["time_mask_max_seconds"]
     )
 
 
@@ -103,6 +116,44 @@ def load_checkpoint(
     if (checkpoint / SPECIAL_TOKEN_EMBEDDINGS).is_file():
         load_special_token_embeddings(model, checkpoint / SPECIAL_TOKEN_EMBEDDINGS)
     return model.to(torch.float32)
+
+
+def read_act_heads(path: Path, params: Mapping[str, Any], experiment: Experiment) -> list[list[int]]:
+    """The heads an ACT head search kept, refusing a search made for another checkpoint or settings."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no ACT head search for {experiment.name}; run the act_heads rule")
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    wanted = eval_record(params, experiment)
+    mismatches = differences({k: stored.get(k) for k in wanted}, wanted)
+    if mismatches:
+        raise ValueError(
+            f"{path}: the head search was made under other settings:\n  " + "\n  ".join(mismatches)
+        )
+    if "kept_heads" not in stored:
+        raise ValueError(f"{path}: no kept_heads list; rerun the act_heads rule")
+    return stored["kept_heads"]
+
+
+@contextmanager
+def method_context(
+    model: AVSRModel, experiment: Experiment, params: Mapping[str, Any], act_heads: Path | None
+) -> Iterator[list[list[int]] | None]:
+    """Run the block as the experiment's method decodes: ACT calibrates the heads its search kept (and
+    yields them); the trained methods decode as they are (and yield None)."""
+    if experiment.method != "act":
+        if act_heads is not None:
+            raise ValueError(
+                f"{experiment.name} is not an ACT experiment, but ACT heads ({act_heads}) were given"
+            )
+        yield None
+        return
+    if act_heads is None:
+        raise ValueError(f"{experiment.name} decodes with ACT: give the heads.json of its head search")
+    heads = read_act_heads(act_heads, params, experiment)
+    act = params["act"]
+    with calibrate(model, [tuple(h) for h in heads], beta=act["beta"], threshold=act["sink_threshold"]):
+        yield heads
 
 
 def load_special_token_embeddings(model: AVSRModel, path: Path) -> None:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 TASKS = ("asr", "vsr", "avsr")
-METHODS = ("baseline",)
+# baseline: cross-entropy; decorr: cross-entropy + the decorrelation loss; act: the baseline checkpoint
+# decoded with attention calibration (it trains nothing).
+METHODS = ("baseline", "decorr", "act")
+TRAINED_METHODS = ("baseline", "decorr")
 
 _NAME = re.compile(
     r"^(?P<task>asr|vsr|avsr)-(?:a(?P<a>\d+))?(?:v(?P<v>\d+))?-(?P<method>[a-z]+)-s(?P<seed>\d+)$"
@@ -48,6 +51,11 @@ class Experiment:
     @property
     def name(self) -> str:
         return f"{self.task}-{self.rates}-{self.method}-s{self.seed}"
+
+    @property
+    def trained(self) -> Experiment:
+        """The experiment whose training run gives this one's checkpoint (ACT reuses the baseline's)."""
+        return self if self.method in TRAINED_METHODS else replace(self, method="baseline")
 
     @property
     def modalities(self) -> tuple[str, ...]:

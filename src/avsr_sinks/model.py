@@ -57,6 +57,8 @@ class ModelConfig:
     # training aid; the paper has none): None (no head, no extra parameters), "linear" (a head of its own)
     # or "tied_embeddings" (scores against the frozen LLM input embeddings, see TiedCTCHead).
     ctc_head: str | None = None
+    # The modalities whose tokens the CTC loss reads (None: every modality of the model).
+    ctc_modalities: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.compression not in ("avgpool", "stack"):
@@ -68,6 +70,17 @@ class ModelConfig:
                 raise ValueError(f"modality {modality!r} needs a compression rate and an input width")
         if self.ctc_head not in CTC_HEADS:
             raise ValueError(f"ctc head must be one of {CTC_HEADS}, got {self.ctc_head!r}")
+        if self.ctc_modalities is not None and (
+            not self.ctc_modalities or not set(self.ctc_modalities) <= set(self.modalities)
+        ):
+            raise ValueError(
+                f"CTC modalities {list(self.ctc_modalities)} must be some of the model's modalities "
+                f"{list(self.modalities)}"
+            )
+
+    @property
+    def ctc_inputs(self) -> tuple[str, ...]:
+        return self.modalities if self.ctc_modalities is None else self.ctc_modalities
 
 
 LLM_FILES = ("config.json", "model.safetensors or its shards", "tokenizer.json", "tokenizer_config.json")
@@ -338,7 +351,7 @@ class AVSRModel(nn.Module):
         if not run_llm:
             if self.ctc_head is None:
                 raise ValueError("run_llm=False computes only the CTC loss, and this model has no CTC head")
-            tokens = {m: [self._modality_tokens(m, f[m]) for f in features] for m in self.cfg.modalities}
+            tokens = {m: [self._modality_tokens(m, f[m]) for f in features] for m in self.cfg.ctc_inputs}
             return {"ctc_loss": self._ctc_loss(tokens, self._target_ids(transcripts))}, None
         batch = self.assemble(features, transcripts)
         out = self.llm(
@@ -351,7 +364,7 @@ class AVSRModel(nn.Module):
             tokens = {
                 modality: [batch.inputs_embeds[b][batch.segments[b] == kind] for b in range(len(transcripts))]
                 for modality, kind in (("audio", Segment.AUDIO), ("video", Segment.VIDEO))
-                if modality in self.cfg.modalities
+                if modality in self.cfg.ctc_inputs
             }
             out["ctc_loss"] = self._ctc_loss(tokens, self._target_ids(transcripts))
         return out, batch

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from avsr_sinks.data.noise import noise_condition
 from avsr_sinks.grid import Experiment, build_grid, parse_name
 
 SPLITS = ("train", "val", "test")
@@ -58,21 +59,58 @@ def experiment_features(
     return {m: feature_dir(params, m, split, condition) for m in experiment.modalities}
 
 
+def train_noise_condition(params: Mapping[str, Any]) -> str | None:
+    """The condition of the noisy training-audio cache that train-time augmentation reads (None: none)."""
+    noise = params["train"]["augment"]["noise"]
+    return noise_condition(noise["kind"], noise["snrs_db"]) if noise["probability"] > 0 else None
+
+
+def noisy_train_features(params: Mapping[str, Any], experiment: Experiment | str) -> dict[str, str]:
+    """The noisy view of the training features an experiment reads, by modality (audio only, or none)."""
+    experiment = parse_name(experiment) if isinstance(experiment, str) else experiment
+    condition = train_noise_condition(params)
+    if condition is None or "audio" not in experiment.modalities:
+        return {}
+    return {"audio": feature_dir(params, "audio", "train", condition)}
+
+
 def feature_sets(params: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """Every (modality, split, condition) cache the grid needs, in a stable order."""
+    train_conditions = ["clean", *filter(None, [train_noise_condition(params)])]
     needed = {
         (m, split, feature_condition(m, condition))
         for e in build_grid(params)
-        for split, conditions in (("train", ["clean"]), ("test", params["evaluate"]["conditions"]))
+        for split, conditions in (
+            ("train", train_conditions),
+            ("test", params["evaluate"]["conditions"]),
+            ("val", ["clean"] if e.method == "act" else []),  # ACT's head search
+        )
         for condition in conditions
         for m in e.modalities
     }
     return sorted(needed, key=lambda s: (MODALITIES.index(s[0]), s[1], s[2]))
 
 
+def trained_experiments(params: Mapping[str, Any]) -> list[Experiment]:
+    """The experiments that train a checkpoint (ACT decodes the baseline's)."""
+    return sorted({e.trained for e in build_grid(params)})
+
+
 def checkpoint_dir(experiment: Experiment | str) -> str:
-    name = experiment if isinstance(experiment, str) else experiment.name
+    """The checkpoint an experiment decodes (a name is taken as it is, for rule patterns)."""
+    name = experiment if isinstance(experiment, str) else experiment.trained.name
     return f"results/checkpoints/{name}"
+
+
+def act_heads_json(experiment: Experiment | str) -> str:
+    name = experiment if isinstance(experiment, str) else experiment.name
+    return f"results/act/{name}/heads.json"
+
+
+def analysis_files(experiment: Experiment | str) -> tuple[str, str]:
+    """metrics.json and the arrays behind the figures (npz) of one experiment's analysis."""
+    name = experiment if isinstance(experiment, str) else experiment.name
+    return f"results/analysis/{name}/metrics.json", f"results/analysis/{name}/arrays.npz"
 
 
 def resume_dir(experiment: Experiment | str) -> str:
@@ -93,6 +131,9 @@ def eval_csv(experiment: Experiment | str, condition: str) -> str:
 VIDEO_PRETRAIN_SUMMARY = "results/video_encoder/pretrain.json"
 VIDEO_PRETRAIN_LOG = "results/video_encoder/pretrain_log.csv"
 WER_TABLES = ("results/tables/wer.csv", "results/tables/wer.md")
+SINK_TABLES = ("results/tables/sinks.csv", "results/tables/sinks.md")
+FIGURES_DIR = "results/figures"
+FIGURES_DONE = f"{FIGURES_DIR}/index.json"  # lists every figure drawn; the figures rule's one output file
 
 
 def eval_targets(params: Mapping[str, Any]) -> list[str]:
@@ -101,7 +142,7 @@ def eval_targets(params: Mapping[str, Any]) -> list[str]:
 
 def final_targets(params: Mapping[str, Any]) -> list[str]:
     """Everything a full run produces at the top of the DAG (Snakemake's rule all)."""
-    targets = [*WER_TABLES]
+    targets = [*WER_TABLES, *SINK_TABLES, FIGURES_DONE]
     if params["corpus"]["kind"] == "synthetic":
         targets += [corpus_card(params, "md"), corpus_card(params, "json"), corpus_intelligibility(params)]
     if params["llm"]["source"] in ("pretrain", "shipped"):

@@ -15,7 +15,8 @@ from avsr_sinks.grid import Experiment
 
 
 def train_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
-    """Everything the trained weights depend on."""
+    """Everything the trained weights depend on (for ACT: those of the baseline checkpoint it decodes)."""
+    experiment = experiment.trained
     return {
         "experiment": experiment.name,
         "task": experiment.task,
@@ -28,6 +29,7 @@ def train_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str,
         "llm": params["llm"],
         "model": {**params["model"], "prompts": params["model"]["prompts"][experiment.task]},
         "train": {**params["train"], "lr": params["train"]["lr"][experiment.task]},
+        **({"decorr": params["decorr"]} if experiment.method == "decorr" else {}),
     }
 
 
@@ -43,7 +45,17 @@ def encoder_records(params: Mapping[str, Any], experiment: Experiment) -> dict[s
 
 
 def eval_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
-    return {**train_record(params, experiment), "decode": params["decode"]}
+    """What a decoding depends on: the checkpoint's record, the decoding settings and, for ACT, the
+    calibration (the evaluated experiment's name, e.g. ``asr-a4-act-s0``, stands beside the checkpoint's)."""
+    return {
+        **train_record(params, experiment),
+        "decode": params["decode"],
+        **(
+            {"evaluated_experiment": experiment.name, "act": params["act"]}
+            if experiment.method == "act"
+            else {}
+        ),
+    }
 
 
 def differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:

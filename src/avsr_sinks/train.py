@@ -21,9 +21,11 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from avsr_sinks.augment import FeatureAugmenter
 from avsr_sinks.data.dataset import FrameBudgetBatchSampler
 from avsr_sinks.features import FeatureDataset, collate_features
 from avsr_sinks.io import atomic_path, git_commit
+from avsr_sinks.losses import decorrelation_loss
 from avsr_sinks.model import AVSRModel
 from avsr_sinks.records import differences
 
@@ -49,6 +51,10 @@ class TrainConfig:
     # The checkpoint is the mean of the trainable weights at the last K saves, the final step one of
     # them (Llama-AVSR and fairseq average their last checkpoints); 1: the final weights as they are.
     average_last: int
+    # Weight of the decorrelation loss (0: none, the baseline) and the decoder layers it reads (None: all
+    # of 1..L-1).
+    decorr_lambda: float = 0.0
+    decorr_layers: tuple[int, ...] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -191,6 +197,7 @@ def train(
     out_dir: Path,
     record: Mapping[str, Any],
     resume_dir: Path | None = None,
+    augment: FeatureAugmenter | None = None,
 ) -> dict[str, Any]:
     """Train and write the checkpoint folder (model.safetensors, experiment.json, train_log.csv) atomically.
 
@@ -207,6 +214,7 @@ def train(
         out_dir: the checkpoint folder to create.
         record: the experiment's resolved configuration, stored in experiment.json.
         resume_dir: where to keep the resume state (None: no intermediate checkpoints, so no average).
+        augment: train-time augmentation of the cached features (None: the features as cached).
 
     Returns:
         the run's summary (steps, seconds, final loss, the steps whose weights were averaged), also
@@ -222,6 +230,8 @@ def train(
             f"train.ctc_warmup_steps = {cfg.ctc_warmup_steps} trains on the CTC loss alone, but "
             "train.ctc_weight is 0 (no CTC head): set a CTC weight or no warm-up"
         )
+    if augment is not None:
+        augment.check_covers(dataset.uids)
     seed_everything(cfg.seed)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
@@ -273,9 +283,23 @@ def train(
         for batch in batches:
             tick = time.perf_counter()
             warming_up = step < cfg.ctc_warmup_steps
-            out, assembled = model(batch["features"], batch["transcripts"], run_llm=not warming_up)
+            features = (
+                batch["features"] if augment is None else augment(batch["uids"], batch["features"], epoch)
+            )
+            decorrelating = cfg.decorr_lambda > 0 and not warming_up
+            out, assembled = model(
+                features, batch["transcripts"], output_hidden_states=decorrelating, run_llm=not warming_up
+            )
             ctc = out["ctc_loss"] if cfg.ctc_weight else torch.zeros(())
-            accelerator.backward(ctc if warming_up else out.loss + cfg.ctc_weight * ctc)
+            decorr = (
+                decorrelation_loss(out.hidden_states, assembled.segments, cfg.decorr_layers)
+                if decorrelating
+                else torch.zeros(())
+            )
+            if warming_up:
+                accelerator.backward(ctc)
+            else:
+                accelerator.backward(out.loss + cfg.ctc_weight * ctc + cfg.decorr_lambda * decorr)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             schedule.step()
@@ -288,6 +312,7 @@ def train(
                     epoch,
                     f"{loss:.5f}",
                     f"{ctc.item():.5f}",
+                    f"{decorr.item():.6f}",
                     f"{schedule.get_last_lr()[0]:.3e}",
                     f"{float(grad_norm):.4f}",
                     f"{tokens / (time.perf_counter() - tick):.0f}",
@@ -317,7 +342,9 @@ def train(
         tmp.mkdir()
         with (tmp / "train_log.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["step", "epoch", "loss", "ctc_loss", "lr", "grad_norm", "tokens_per_s"])
+            writer.writerow(
+                ["step", "epoch", "loss", "ctc_loss", "decorr_loss", "lr", "grad_norm", "tokens_per_s"]
+            )
             writer.writerows(log_rows)
         save_file(weights, str(tmp / "model.safetensors"))
         experiment = {

@@ -78,8 +78,10 @@ def test_noise_bank_is_fixed_per_seed(corpus: Path, tmp_path: Path) -> None:
 
 def test_conditions_name_their_noise() -> None:
     assert noise.parse_condition("clean") is None
-    assert noise.parse_condition("babble-5db") == ("babble", -5.0)
-    assert noise.parse_condition("white10db") == ("white", 10.0)
+    assert noise.parse_condition("babble-5db") == ("babble", (-5.0,))
+    assert noise.parse_condition("white10db") == ("white", (10.0,))
+    assert noise.parse_condition("babble-5_0_20db") == ("babble", (-5.0, 0.0, 20.0))
+    assert noise.noise_condition("babble", [-5, 0, 20]) == "babble-5_0_20db"
     with pytest.raises(ValueError, match="unknown condition 'pink0db'"):
         noise.parse_condition("pink0db")
 

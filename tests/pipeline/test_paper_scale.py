@@ -38,7 +38,13 @@ def tiny_paper_overlay(files: Path) -> dict[str, Any]:
         "llm": {"path": str(files / "Llama-3.2-3B"), "hub_id": None},
         "video_encoder": {"checkpoint": str(files / "large_vox_iter5.pt"), "batch_size": 2},
         "model": {"projector_hidden": 32, "lora_rank": 2, "lora_alpha": 0.25},
-        "train": {"epochs": 2, "checkpoint_every": 1, "average_last": 2},
+        "train": {
+            "epochs": 2,
+            "checkpoint_every": 1,
+            "average_last": 2,
+            # the paper's noisy training view, with white noise: babble needs more speakers than 2
+            "augment": {"noise": {"kind": "white"}},
+        },
         "decode": {"beam_size": 2, "max_new_tokens": 4},
         "evaluate": {"conditions": ["clean"]},  # babble needs more training speakers than 2
     }
@@ -75,6 +81,8 @@ def test_paper_configuration_runs_end_to_end_on_tiny_models(paper_run: tuple[Pat
     assert stored["train"]["average_last"] == 2 and stored["llm"]["source"] == "local"
     assert stored["audio_features"]["encoder"]["source"] == str(files / "whisper-medium.en")
     assert stored["model"]["lora_targets"] == ["q_proj", "v_proj"]
+    assert stored["noisy_audio_features"]["condition"] == "white-5_0_5_10_15_20db"
+    assert stored["train"]["augment"]["time_mask_max_seconds"] == 0.4
     assert len(pd.read_csv(ckpt / "train_log.csv")) == 2
     assert not (work / f"results/resume/{EXPERIMENT}").exists()
     av = json.loads((work / f"results/checkpoints/{AV_EXPERIMENT}/experiment.json").read_text())

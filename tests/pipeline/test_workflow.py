@@ -24,7 +24,7 @@ def ci_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_ci_configuration_end_to_end(ci_run: tuple[Path, str]) -> None:
     work, _ = ci_run
     table = pd.read_csv(work / "results/tables/wer.csv")
-    experiments = ["asr-a16-baseline-s0", "avsr-a16v5-baseline-s0"]
+    experiments = [f"{s}-{m}-s0" for s in ("asr-a16", "avsr-a16v5") for m in ("act", "baseline", "decorr")]
     assert sorted(set(table["experiment"])) == experiments
     assert set(table["condition"]) == {"clean", "babble0db"}
     assert (table["wer_percent"] >= 0).all() and (table["utterances"] == 16).all()
@@ -35,12 +35,27 @@ def test_ci_configuration_end_to_end(ci_run: tuple[Path, str]) -> None:
     for experiment in experiments:
         hyps = pd.read_csv(work / f"results/eval/{experiment}/clean.hyp.csv")
         assert len(hyps) == 16 and hyps["reference"].str.len().min() > 0
+    assert not (work / "results/checkpoints/asr-a16-act-s0").exists(), "ACT trains nothing"
+    for experiment in [e for e in experiments if "-act-" not in e]:
         ckpt = work / f"results/checkpoints/{experiment}"
         assert {"model.safetensors", "experiment.json", "train_log.csv"} <= {p.name for p in ckpt.iterdir()}
         log = pd.read_csv(ckpt / "train_log.csv")
         # configs/ci.yaml: 4 CTC warm-up steps (no LLM, no cross-entropy), then joint training.
         assert log["loss"].iloc[:4].isna().all() and log["loss"].iloc[4:].notna().all() and len(log) > 4
         assert (log["ctc_loss"] >= 0).all()  # 0 where rate 16 leaves fewer tokens than targets
+        decorrelating = log["decorr_loss"].iloc[4:]
+        assert (decorrelating > 0).all() if "-decorr-" in experiment else (decorrelating == 0).all()
+    heads = json.loads((work / "results/act/avsr-a16v5-act-s0/heads.json").read_text())
+    assert [(c["layer"], c["head"]) for c in heads["candidates"]] == [(2, 0), (2, 1)]  # 4 layers, 2 heads
+    act_eval = json.loads((work / "results/eval/avsr-a16v5-act-s0/clean.json").read_text())
+    assert act_eval["act_heads"] == heads["kept_heads"] and act_eval["experiment"] == "avsr-a16v5-baseline-s0"
+    sinks = pd.read_csv(work / "results/tables/sinks.csv")
+    assert sorted(sinks["experiment"]) == experiments and (sinks["utterances"] == 8).all()
+    assert sinks["bos_sink_share_percent"].between(0, 100).all()
+    assert "Attention sinks" in (work / "results/tables/sinks.md").read_text()
+    figures = json.loads((work / "results/figures/index.json").read_text())["figures"]
+    assert len(figures) == 2 * (2 * len(experiments) + 2)  # png + pdf: 2 per experiment, 1 per setting
+    assert all((work / f).stat().st_size > 1000 for f in figures)
     record = json.loads((work / "results/checkpoints/avsr-a16v5-baseline-s0/experiment.json").read_text())
     assert record["video_features"]["encoder"]["name"] == "tiny-video-ci"
     assert record["audio_features"]["condition"] == "clean"

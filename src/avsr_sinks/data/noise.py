@@ -141,23 +141,39 @@ class NoiseBank:
             media.write_audio(Path(folder) / f"{kind}.wav", track / peak, self.sample_rate)
 
 
-_CONDITION = re.compile(r"^(?P<kind>babble|white)(?P<snr>-?\d+)db$")
+_CONDITION = re.compile(r"^(?P<kind>babble|white)(?P<snrs>-?\d+(?:_-?\d+)*)db$")
 
 
-def parse_condition(condition: str) -> tuple[str, float] | None:
-    """A test condition's noise: None for ``clean``, ``(kind, snr_db)`` for e.g. ``babble-5db``."""
+def parse_condition(condition: str) -> tuple[str, tuple[float, ...]] | None:
+    """A condition's noise: None for ``clean``; ``(kind, snrs_db)`` for e.g. ``babble-5db`` (one SNR) or
+    ``babble-5_0_5db`` (each utterance at one SNR of the list, drawn by ``utterance_snr``)."""
     if condition == "clean":
         return None
     match = _CONDITION.match(condition)
     if not match:
         raise ValueError(
             f"unknown condition {condition!r}: expected clean, or babble/white followed by an SNR in dB "
-            "(e.g. babble0db, white-5db)"
+            "(e.g. babble0db, white-5db) or by several joined with _ (babble-5_0_5db)"
         )
-    return match["kind"], float(match["snr"])
+    return match["kind"], tuple(float(snr) for snr in match["snrs"].split("_"))
+
+
+def noise_condition(kind: str, snrs_db: Sequence[float]) -> str:
+    """The condition name of noise ``kind`` at one of ``snrs_db`` per utterance (parse_condition's inverse)."""
+    return f"{kind}{'_'.join(f'{snr:g}' for snr in snrs_db)}db"
 
 
 def utterance_rng(seed: int, uid: str) -> np.random.Generator:
     """A generator that depends only on the seed and the utterance, so a mix never depends on the order
     or the batch in which utterances are processed."""
     return np.random.default_rng([seed, zlib.crc32(uid.encode("utf-8"))])
+
+
+def mix_condition(
+    bank: NoiseBank, speech: np.ndarray, kind: str, snrs_db: Sequence[float], uid: str, seed: int = 0
+) -> np.ndarray:
+    """``speech`` of utterance ``uid`` under noise ``kind`` at an SNR of ``snrs_db`` chosen for that utterance
+    (the only one when the list holds one), the same whatever the order of processing."""
+    rng = utterance_rng(seed, uid)
+    snr = snrs_db[0] if len(snrs_db) == 1 else float(rng.choice(snrs_db))
+    return bank.mix(speech, snr, rng, kind)

@@ -1,0 +1,89 @@
+"""ACT on an AVSR model: the head search on validation data and decoding with the heads it kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from avsr_sinks.act import candidate_heads
+from avsr_sinks.act_search import search_act_heads
+from avsr_sinks.config import load_params
+from avsr_sinks.decode import teacher_forced_ce
+from avsr_sinks.experiment import method_context
+from avsr_sinks.features import FeatureDataset, FeatureStore
+from avsr_sinks.grid import parse_name
+from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.records import eval_record
+from tests.conftest import REPO
+from tests.train_job import make_features, toy_model_config
+
+ACT = {"beta": 0.4, "sink_threshold": 0.1, "search_metric": "ce", "search_utterances": 8}
+DECODE = {"batch_size": 4, "beam_size": 2, "max_new_tokens": 6}
+
+
+@pytest.fixture(scope="module")
+def four_layer_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ACT never calibrates layers 0, 1 and the last, so its search needs four layers at least."""
+    from avsr_sinks.lm import LMPretrainConfig, pretrain_lm, train_tokenizer
+
+    sentences = ["the cat sat on the mat", "a dog runs in the park", "we will go home soon"] * 30
+    cfg = LMPretrainConfig(
+        seed=0, layers=4, hidden=32, heads=2, intermediate=64, seq_len=32, batch_size=4, steps=5,
+        lr=1e-3, warmup_steps=1, copy_fraction=0.0,
+    )  # fmt: skip
+    root = tmp_path_factory.mktemp("lm4")
+    pretrain_lm(
+        cfg, train_tokenizer(sentences, vocab_size=200), sentences, sentences[:3], root / "lm", root / "log"
+    )
+    return root / "lm"
+
+
+def toy(lm_dir: Path, data: Path) -> tuple[AVSRModel, FeatureDataset]:
+    transcripts = make_features(data)
+    return AVSRModel(toy_model_config(None), *load_llm(lm_dir)), FeatureDataset(
+        {"audio": FeatureStore(data)}, transcripts
+    )
+
+
+def test_search_scores_every_candidate_against_the_uncalibrated_model(
+    four_layer_lm: Path, tmp_path: Path
+) -> None:
+    model, dataset = toy(four_layer_lm, tmp_path / "data")
+    result = search_act_heads(model, dataset, ACT, DECODE)
+    assert [(c["layer"], c["head"]) for c in result["candidates"]] == candidate_heads(4, 2)
+    subset = torch.utils.data.Subset(dataset, range(8))
+    assert result["baseline_score"] == pytest.approx(teacher_forced_ce(model, subset, 4), rel=1e-6)
+    assert all(c["score"] != result["baseline_score"] for c in result["candidates"]), "calibration acts"
+    assert result["kept_heads"] == [[c["layer"], c["head"]] for c in result["candidates"] if c["improves"]]
+    assert model.llm.get_base_model().config._attn_implementation == "eager", "restored after the search"
+
+
+def test_act_decodes_with_the_kept_heads_and_refuses_foreign_searches(
+    four_layer_lm: Path, tmp_path: Path
+) -> None:
+    params = load_params([REPO / "params.yaml"])
+    model, dataset = toy(four_layer_lm, tmp_path / "data")
+    act, baseline = parse_name("asr-a4-act-s0"), parse_name("asr-a4-baseline-s0")
+    heads = tmp_path / "heads.json"
+    heads.write_text(json.dumps({**eval_record(params, act), "kept_heads": [[2, 0], [2, 1]]}))
+    config = model.llm.get_base_model().config
+    with method_context(model, act, params, heads) as kept:
+        assert kept == [[2, 0], [2, 1]] and config._attn_implementation == "act"
+    with method_context(model, baseline, params, None) as kept:
+        assert kept is None and config._attn_implementation == "eager"
+    with (
+        pytest.raises(ValueError, match="not an ACT experiment"),
+        method_context(model, baseline, params, heads),
+    ):
+        pass
+    with pytest.raises(ValueError, match="give the heads.json"), method_context(model, act, params, None):
+        pass
+    other = {**params, "act": {**params["act"], "beta": 0.5}}
+    with (
+        pytest.raises(ValueError, match=r"other settings:\n  act.beta"),
+        method_context(model, act, other, heads),
+    ):
+        pass
