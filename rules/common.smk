@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 from avsr_sinks import pipeline
 from avsr_sinks.config import SCHEMA_PATH, load_params
-from avsr_sinks.records import eval_record, train_record
+from avsr_sinks.records import eval_record, train_record, warm_start_sources
 from avsr_sinks.grid import build_grid, parse_name
 
 # params.yaml plus every --configfile overlay, in Snakemake's order. Our loader validates the merge and

@@ -10,6 +10,9 @@ rule train:
         noisy_features=lambda wildcards: list(
             pipeline.noisy_train_features(PARAMS, wildcards.experiment).values()
         ),
+        warm_start=lambda wildcards: [
+            pipeline.checkpoint_dir(e) for e in warm_start_sources(PARAMS, parse_name(wildcards.experiment))
+        ],
         llm=llm_input(),
     output:
         directory(pipeline.checkpoint_dir("{experiment}")),
@@ -25,6 +28,7 @@ rule train:
         llm=input_path("llm", PARAMS["llm"]["path"]),
         features=lambda wildcards: feature_args(wildcards.experiment, "train", "clean"),
         noisy_features=lambda wildcards: noisy_feature_args(wildcards.experiment),
+        warm_start=lambda wildcards, input: " ".join(f"--warm-start {shlex.quote(p)}" for p in input.warm_start),
         resume=lambda wildcards: pipeline.resume_dir(wildcards.experiment),
         trigger=train_trigger,
     threads: THREADS
@@ -34,5 +38,5 @@ rule train:
     shell:
         "python workflow_scripts/train.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --corpus-dir {params.corpus:q}"
-        " {params.features} {params.noisy_features} --lm-dir {params.llm:q} --out-dir {output:q}"
+        " {params.features} {params.noisy_features} {params.warm_start} --lm-dir {params.llm:q} --out-dir {output:q}"
         " --resume-dir {params.resume:q} > {log:q} 2>&1"

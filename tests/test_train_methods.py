@@ -6,6 +6,7 @@ import csv
 import dataclasses
 from pathlib import Path
 
+import pytest
 import torch
 
 from avsr_sinks import train
@@ -50,3 +51,51 @@ def test_augmented_training_is_reproducible_and_differs(tiny_lm_dir: Path, tmp_p
     second = run(tiny_lm_dir, tmp_path / "data", tmp_path / "a2", PLAIN, augmenter())
     assert all(torch.equal(first[name], second[name]) for name in first)
     assert any(not torch.equal(plain[name], first[name]) for name in plain)
+
+
+def test_warm_start_takes_each_tensor_from_the_first_checkpoint_that_holds_it(
+    tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    from avsr_sinks.experiment import warm_start
+
+    model = AVSRModel(toy_model_config(None), *load_llm(tiny_lm_dir))
+    state = model.trainable_state_dict()
+    projector = [n for n in state if n.startswith("projectors.")]
+    lora = [n for n in state if "lora_" in n]
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, names, value in ((first, projector, 1.0), (second, projector + lora, 2.0)):
+        folder.mkdir()
+        save_file({n: torch.full_like(state[n], value) for n in names}, str(folder / "model.safetensors"))
+    taken = warm_start(model, [first, second])
+    after = model.trainable_state_dict()
+    assert all(after[n].eq(1.0).all() and taken[n] == str(first) for n in projector)
+    assert all(after[n].eq(2.0).all() and taken[n] == str(second) for n in lora)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    save_file({projector[0]: torch.zeros(3, 3)}, str(bad / "model.safetensors"))
+    with pytest.raises(ValueError, match=f"bad/model.safetensors: tensor {projector[0]} has shape"):
+        warm_start(model, [bad])
+    with pytest.raises(FileNotFoundError, match="not finished"):
+        warm_start(model, [tmp_path / "missing"])
+
+
+def test_warm_start_sources_follow_the_rates_and_must_be_in_the_grid() -> None:
+    from avsr_sinks.config import load_params
+    from avsr_sinks.grid import parse_name
+    from avsr_sinks.records import warm_start_sources
+    from tests.conftest import REPO
+
+    params = load_params([REPO / "params.yaml"])
+    params["train"]["warm_start"] = {"asr": [], "vsr": [], "avsr": ["asr", "vsr"]}
+    params["grid"]["methods"] = ["baseline", "decorr", "act"]
+    sources = warm_start_sources(params, parse_name("avsr-a16v5-decorr-s0"))
+    assert [s.name for s in sources] == ["asr-a16-decorr-s0", "vsr-v5-decorr-s0"]
+    assert [s.name for s in warm_start_sources(params, parse_name("avsr-a4v2-act-s0"))] == [
+        "asr-a4-baseline-s0",
+        "vsr-v2-baseline-s0",
+    ]
+    params["grid"]["vsr_video_rates"] = [2]
+    with pytest.raises(ValueError, match="vsr-v5-baseline-s0, which is not in the grid"):
+        warm_start_sources(params, parse_name("avsr-a16v5-baseline-s0"))

@@ -6,12 +6,12 @@ from pathlib import Path
 from avsr_sinks import cli
 from avsr_sinks.augment import FeatureAugmenter
 from avsr_sinks.data.manifest import read_split
-from avsr_sinks.experiment import augment_config, model_config, train_config
+from avsr_sinks.experiment import augment_config, model_config, train_config, warm_start
 from avsr_sinks.features import FeatureDataset
 from avsr_sinks.grid import parse_name
 from avsr_sinks.model import AVSRModel, load_llm
 from avsr_sinks.pipeline import noisy_train_features
-from avsr_sinks.records import train_record
+from avsr_sinks.records import train_record, warm_start_sources
 from avsr_sinks.train import seed_everything, train
 
 
@@ -30,6 +30,13 @@ def main() -> None:
         metavar="MODALITY=PATH",
         help="the noisy view of the training features that train.augment.noise reads",
     )
+    ap.add_argument(
+        "--warm-start",
+        type=Path,
+        action="append",
+        default=[],
+        help="the checkpoints of train.warm_start's experiments, in its order",
+    )
     ap.add_argument("--lm-dir", type=Path, required=True)
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--resume-dir", type=Path, help="keep resume state here (continue from it if present)")
@@ -44,6 +51,15 @@ def main() -> None:
     widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
     model = AVSRModel(model_config(params, experiment, widths), llm, tokenizer)
     print(f"{experiment.name}: {model.count_trainable():,} trainable parameters")
+    sources = warm_start_sources(params, experiment)
+    if len(args.warm_start) != len(sources):
+        raise SystemExit(
+            f"--warm-start: train.warm_start starts {experiment.name} from {[s.name for s in sources]}, "
+            f"got {[str(p) for p in args.warm_start]}"
+        )
+    if sources:
+        taken = warm_start(model, args.warm_start)
+        print(f"warm start: {len(taken)} tensors from {', '.join(map(str, args.warm_start))}")
     noisy_stores = cli.feature_stores(
         args.noisy_features, tuple(noisy_train_features(params, experiment)), "--noisy-features"
     )

@@ -14,6 +14,7 @@ import yaml
 
 from avsr_sinks import pipeline
 from avsr_sinks.grid import Experiment, build_grid
+from avsr_sinks.records import warm_start_sources
 
 PY = "python workflow_scripts"
 LIB = "src/avsr_sinks"
@@ -235,29 +236,47 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
             else {}
         )
         noisy_flags = " " + _feature_flags(noisy_features, "--noisy-features") if noisy_features else ""
-        stages[f"train_{task}"] = {
-            "matrix": {"experiment": trained},
-            **_stage(
-                f"{PY}/train.py --params params.yaml --experiment ${{item.experiment}} --corpus-dir {corpus}"
-                f" {_feature_flags(train_features)}{noisy_flags}"
-                f" --lm-dir {llm['path']}"
-                f" --out-dir {pipeline.checkpoint_dir('${item.experiment}')}"
-                f" --resume-dir {pipeline.resume_dir('${item.experiment}')}",
-                deps=[
-                    *corpus_deps,
-                    *train_features.values(),
-                    *noisy_features.values(),
-                    llm["path"],
-                    "workflow_scripts/train.py",
-                    f"{LIB}/train.py",
-                    f"{LIB}/augment.py",
-                    f"{LIB}/losses.py",
-                    *MODEL_CODE,
-                ],
-                params=[*model_params, "decorr"],
-                outs=[pipeline.checkpoint_dir("${item.experiment}")],
-            ),
-        }
+        warm_tasks = params["train"]["warm_start"][task]
+        # A warm start reads other experiments' checkpoints, whose names a matrix cannot derive: those
+        # stages iterate over a dict that names them per experiment (foreach), the others over a matrix.
+        if warm_tasks:
+            loop: dict[str, Any] = {
+                "foreach": {
+                    e.name: {
+                        source.task: pipeline.checkpoint_dir(source)
+                        for source in warm_start_sources(params, e)
+                    }
+                    for e in pipeline.trained_experiments(params)
+                    if e.task == task
+                }
+            }
+            name = "${key}"
+            warm = {t: f"${{item.{t}}}" for t in warm_tasks}
+        else:
+            loop, name, warm = {"matrix": {"experiment": trained}}, "${item.experiment}", {}
+        stage = _stage(
+            f"{PY}/train.py --params params.yaml --experiment {name} --corpus-dir {corpus}"
+            f" {_feature_flags(train_features)}{noisy_flags}"
+            + "".join(f" --warm-start {path}" for path in warm.values())
+            + f" --lm-dir {llm['path']}"
+            f" --out-dir {pipeline.checkpoint_dir(name)}"
+            f" --resume-dir {pipeline.resume_dir(name)}",
+            deps=[
+                *corpus_deps,
+                *train_features.values(),
+                *noisy_features.values(),
+                *warm.values(),
+                llm["path"],
+                "workflow_scripts/train.py",
+                f"{LIB}/train.py",
+                f"{LIB}/augment.py",
+                f"{LIB}/losses.py",
+                *MODEL_CODE,
+            ],
+            params=[*model_params, "decorr"],
+            outs=[pipeline.checkpoint_dir(name)],
+        )
+        stages[f"train_{task}"] = {**loop, "do": stage} if warm_tasks else {**loop, **stage}
         # One set of decoding stages per method: ACT decodes its baseline's checkpoint, and a DVC matrix can
         # only substitute, so experiment and checkpoint names are built from the setting and seed.
         for method in dict.fromkeys(e.method for e in experiments if e.task == task):

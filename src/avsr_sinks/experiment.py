@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from avsr_sinks.augment import AugmentConfig
 from avsr_sinks.grid import Experiment
 from avsr_sinks.lm import LMPretrainConfig
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
-from avsr_sinks.records import differences, eval_record, train_record
+from avsr_sinks.records import differences, eval_record, task_epochs, train_record, warm_start_sources
 from avsr_sinks.train import TrainConfig
 
 # Optional files of a checkpoint folder (avsr_sinks.llama_avsr_import writes them). The rows of the LLM's
@@ -62,14 +62,15 @@ def train_config(params: Mapping[str, Any], experiment: Experiment) -> TrainConf
         lr=t["lr"][experiment.task],
         betas=tuple(t["betas"]),
         weight_decay=t["weight_decay"],
-        epochs=t["epochs"],
+        epochs=task_epochs(params, experiment.task),
         max_frames=t["max_frames"],
         grad_clip=t["grad_clip"],
         checkpoint_every=t["checkpoint_every"],
         projector_lr_multiplier=t["projector_lr_multiplier"],
         lora_lr_multiplier=t["lora_lr_multiplier"],
         ctc_weight=t["ctc_weight"],
-        ctc_warmup_steps=t["ctc_warmup_steps"],
+        # The warm-up trains cold projectors; a warm-started run's are trained already.
+        ctc_warmup_steps=0 if warm_start_sources(params, experiment) else t["ctc_warmup_steps"],
         average_last=t["average_last"],
         decorr_lambda=params["decorr"]["lambda"] if experiment.method == "decorr" else 0.0,
         decorr_layers=tuple(params["decorr"]["layers"]) if params["decorr"]["layers"] else None,
@@ -81,6 +82,35 @@ def augment_config(params: Mapping[str, Any]) -> AugmentConfig:
     return AugmentConfig(
         noise_probability=a["noise"]["probability"], time_mask_max_seconds=a["time_mask_max_seconds"]
     )
+
+
+def warm_start(model: AVSRModel, checkpoints: Sequence[Path]) -> dict[str, str]:
+    """Initialise ``model``'s trainable tensors from finished checkpoints (train.warm_start): each tensor
+    that a checkpoint holds under the same name, from the first checkpoint that holds it; the rest keep
+    their fresh initialisation. Returns {tensor: checkpoint} for the tensors taken."""
+    state = model.trainable_state_dict()
+    taken: dict[str, str] = {}
+    for checkpoint in map(Path, checkpoints):
+        path = checkpoint / "model.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: the warm-start checkpoint is not finished; rerun its train rule"
+            )
+        for name, tensor in load_file(str(path)).items():
+            if name not in state or name in taken:
+                continue
+            if tensor.shape != state[name].shape:
+                raise ValueError(
+                    f"{path}: tensor {name} has shape {tuple(tensor.shape)}, this model's has "
+                    f"{tuple(state[name].shape)}; the warm start needs the same model settings"
+                )
+            state[name], taken[name] = tensor, str(checkpoint)
+    if checkpoints and not taken:
+        raise ValueError(
+            f"the warm-start checkpoints {[str(c) for c in checkpoints]} hold no tensor of this model"
+        )
+    model.load_trainable_state_dict(state)
+    return taken
 
 
 def load_checkpoint(

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from avsr_sinks.grid import Experiment
+from avsr_sinks.grid import Experiment, build_grid
 
 
 def train_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
@@ -28,9 +28,42 @@ def train_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str,
         **encoder_records(params, experiment),
         "llm": params["llm"],
         "model": {**params["model"], "prompts": params["model"]["prompts"][experiment.task]},
-        "train": {**params["train"], "lr": params["train"]["lr"][experiment.task]},
+        "train": {
+            **params["train"],
+            "lr": params["train"]["lr"][experiment.task],
+            "epochs": task_epochs(params, experiment.task),
+            "warm_start": [e.name for e in warm_start_sources(params, experiment)],
+        },
         **({"decorr": params["decorr"]} if experiment.method == "decorr" else {}),
     }
+
+
+def task_epochs(params: Mapping[str, Any], task: str) -> int:
+    epochs = params["train"]["epochs"]
+    return epochs[task] if isinstance(epochs, Mapping) else epochs
+
+
+def warm_start_sources(params: Mapping[str, Any], experiment: Experiment) -> list[Experiment]:
+    """The trained experiments whose checkpoints initialise ``experiment`` (train.warm_start): same
+    method, seed and the rates of their own modalities; each must be in the grid."""
+    experiment = experiment.trained
+    sources = []
+    for task in params["train"]["warm_start"][experiment.task]:
+        source = Experiment(
+            task,
+            experiment.audio_rate if task in ("asr", "avsr") else None,
+            experiment.video_rate if task in ("vsr", "avsr") else None,
+            experiment.method,
+            experiment.seed,
+        )
+        if source not in build_grid(params):
+            raise ValueError(
+                f"train.warm_start.{experiment.task} starts {experiment.name} from {source.name}, which is "
+                f"not in the grid (its rates, method and seed): add it there or remove {task} from the "
+                "warm start"
+            )
+        sources.append(source)
+    return sources
 
 
 def encoder_records(params: Mapping[str, Any], experiment: Experiment) -> dict[str, Any]:
