@@ -104,7 +104,9 @@ def _params(base: dict, llm_dir: Path, compression: str, layernorm: bool) -> dic
         lora_dropout=0.0,
         lora_targets=["q_proj", "v_proj"],
     )
-    params["train"].update(ctc_weight=0.0, ctc_warmup_steps=0)
+    params["train"].update(
+        ctc_weight=0.0, ctc_warmup_steps=0, warm_start={"asr": [], "vsr": [], "avsr": []}
+    )
     return params
 
 
@@ -397,7 +399,11 @@ def test_command_line_prints_the_inferred_configuration(
                     "lora_alpha": SCALING * RANK,
                     "lora_targets": ["q_proj", "v_proj"],
                 },
-                "train": {"ctc_weight": 0.0, "ctc_warmup_steps": 0},
+                "train": {
+                    "ctc_weight": 0.0,
+                    "ctc_warmup_steps": 0,
+                    "warm_start": {"asr": [], "vsr": [], "avsr": []},
+                },
             }
         )
     )

@@ -64,7 +64,7 @@ def main() -> None:
         args.noisy_features, tuple(noisy_train_features(params, experiment)), "--noisy-features"
     )
     augment = FeatureAugmenter(
-        augment_config(params),
+        augment_config(params, experiment.task),
         experiment.seed,
         {m: store.manifest["frame_rate"] for m, store in stores.items()},
         noisy_stores,

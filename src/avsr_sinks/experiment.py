@@ -17,6 +17,7 @@ from avsr_sinks.augment import AugmentConfig
 from avsr_sinks.grid import Experiment
 from avsr_sinks.lm import LMPretrainConfig
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
+from avsr_sinks.pipeline import noise_probability
 from avsr_sinks.records import differences, eval_record, task_epochs, train_record, warm_start_sources
 from avsr_sinks.train import TrainConfig
 
@@ -77,10 +78,10 @@ def train_config(params: Mapping[str, Any], experiment: Experiment) -> TrainConf
     )
 
 
-def augment_config(params: Mapping[str, Any]) -> AugmentConfig:
-    a = params["train"]["augment"]
+def augment_config(params: Mapping[str, Any], task: str) -> AugmentConfig:
     return AugmentConfig(
-        noise_probability=a["noise"]["probability"], time_mask_max_seconds=a["time_mask_max_seconds"]
+        noise_probability=noise_probability(params, task),
+        time_mask_max_seconds=params["train"]["augment"]["time_mask_max_seconds"],
     )
 
 

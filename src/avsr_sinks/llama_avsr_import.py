@@ -481,6 +481,11 @@ def _params_conflicts(
         )
     if params["train"]["ctc_weight"]:
         found.append("train.ctc_weight must be 0: the authors' model has no CTC head")
+    if params["train"]["warm_start"][task]:
+        found.append(
+            f"train.warm_start.{task} must be empty: the authors' model did not start from this project's "
+            "checkpoints"
+        )
     if "audio" in inferred.modalities:
         family = inferred.audio_encoder or hp.get("audio_encoder_name")
         if family is not None and "whisper" not in family:

@@ -32,10 +32,22 @@ def train_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str,
             **params["train"],
             "lr": params["train"]["lr"][experiment.task],
             "epochs": task_epochs(params, experiment.task),
+            "augment": task_augment(params, experiment.task),
             "warm_start": [e.name for e in warm_start_sources(params, experiment)],
         },
         **({"decorr": params["decorr"]} if experiment.method == "decorr" else {}),
     }
+
+
+def task_augment(params: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """train.augment as it applies to one task (the noisy view's share resolved; none without audio)."""
+    augment = params["train"]["augment"]
+    probability = augment["noise"]["probability"]
+    if task == "vsr":
+        probability = 0.0
+    elif isinstance(probability, Mapping):
+        probability = probability[task]
+    return {**augment, "noise": {**augment["noise"], "probability": probability}}
 
 
 def task_epochs(params: Mapping[str, Any], task: str) -> int:
