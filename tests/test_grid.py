@@ -7,15 +7,8 @@ from tests.conftest import REPO
 
 def test_default_grid_names() -> None:
     names = [e.name for e in build_grid(load_params([REPO / "params.yaml"]))]
-    assert names == [
-        "asr-a4-baseline-s0",
-        "asr-a16-baseline-s0",
-        "asr-a32-baseline-s0",
-        "vsr-v2-baseline-s0",
-        "vsr-v5-baseline-s0",
-        "avsr-a4v2-baseline-s0",
-        "avsr-a16v5-baseline-s0",
-    ]
+    settings = ["asr-a4", "asr-a16", "asr-a32", "vsr-v2", "vsr-v5", "avsr-a4v2", "avsr-a16v5"]
+    assert names == [f"{s}-{m}-s0" for s in settings for m in ("act", "baseline", "decorr")]
 
 
 def test_grid_expands_methods_and_seeds() -> None:
