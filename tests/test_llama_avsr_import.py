@@ -104,9 +104,7 @@ def _params(base: dict, llm_dir: Path, compression: str, layernorm: bool) -> dic
         lora_dropout=0.0,
         lora_targets=["q_proj", "v_proj"],
     )
-    params["train"].update(
-        ctc_weight=0.0, ctc_warmup_steps=0, warm_start={"asr": [], "vsr": [], "avsr": []}
-    )
+    params["train"].update(ctc_weight=0.0, ctc_warmup_steps=0, warm_start={"asr": [], "vsr": [], "avsr": []})
     return params
 
 
