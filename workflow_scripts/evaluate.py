@@ -3,35 +3,22 @@
 from pathlib import Path
 
 from avsr_sinks import cli
-from avsr_sinks.data.manifest import read_split
 from avsr_sinks.decode import decode_dataset, write_evaluation
-from avsr_sinks.experiment import load_checkpoint, method_context
-from avsr_sinks.features import FeatureDataset
-from avsr_sinks.grid import parse_name
+from avsr_sinks.experiment import method_context
 from avsr_sinks.io import git_commit
 from avsr_sinks.pipeline import TEXT_ONLY
 from avsr_sinks.records import eval_record
 
 
 def main() -> None:
-    ap = cli.parser(__doc__)
-    ap.add_argument("--experiment", required=True)
-    ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--corpus-dir", type=Path, required=True)
-    ap.add_argument(
-        "--features", type=cli.modality_path, action="append", default=[], metavar="MODALITY=PATH"
-    )
+    ap = cli.checkpoint_parser(__doc__)
     ap.add_argument("--act-heads", type=Path, help="ACT experiments: the heads.json of their head search")
     ap.add_argument("--condition", required=True)
     ap.add_argument("--out-json", type=Path, required=True)
     ap.add_argument("--out-csv", type=Path, required=True)
     args = ap.parse_args()
     params = cli.start(args)
-    experiment = parse_name(args.experiment)
-    transcripts = {u.uid: u.transcript for u in read_split(args.corpus_dir, "test", check_media=False)}
-    dataset = FeatureDataset(cli.feature_stores(args.features, experiment.modalities), transcripts)
-    widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
-    model = load_checkpoint(args.checkpoint, params, experiment, widths)
+    experiment, dataset, model = cli.checkpoint_on_split(args, params, "test")
     dec = params["decode"]
     with method_context(model, experiment, params, args.act_heads) as heads:
         hyps = decode_dataset(

@@ -1,4 +1,5 @@
-"""What every workflow script shares: the --params argument, logging and thread settings."""
+"""What the workflow scripts share: the --params argument, logging and thread settings, and reading one
+experiment's checkpoint with the features of a split."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any
 import torch
 
 from avsr_sinks.config import load_params
-from avsr_sinks.features import FeatureStore
+from avsr_sinks.data.manifest import read_split
+from avsr_sinks.experiment import load_checkpoint
+from avsr_sinks.features import FeatureDataset, FeatureStore
+from avsr_sinks.grid import Experiment, parse_name
+from avsr_sinks.model import AVSRModel
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -23,6 +28,28 @@ def parser(description: str) -> argparse.ArgumentParser:
     )
     ap.add_argument("--threads", type=int, help="torch threads (default: runtime.threads in params)")
     return ap
+
+
+def checkpoint_parser(description: str) -> argparse.ArgumentParser:
+    """``parser`` plus what a script that runs one experiment's checkpoint on a split reads."""
+    ap = parser(description)
+    ap.add_argument("--experiment", required=True)
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--corpus-dir", type=Path, required=True)
+    ap.add_argument("--features", type=modality_path, action="append", default=[], metavar="MODALITY=PATH")
+    return ap
+
+
+def checkpoint_on_split(
+    args: argparse.Namespace, params: dict[str, Any], split: str
+) -> tuple[Experiment, FeatureDataset, AVSRModel]:
+    """The experiment, the split's utterances with their cached features, and the loaded checkpoint
+    (``checkpoint_parser``'s arguments)."""
+    experiment = parse_name(args.experiment)
+    transcripts = {u.uid: u.transcript for u in read_split(args.corpus_dir, split, check_media=False)}
+    dataset = FeatureDataset(feature_stores(args.features, experiment.modalities), transcripts)
+    widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
+    return experiment, dataset, load_checkpoint(args.checkpoint, params, experiment, widths)
 
 
 def start(args: argparse.Namespace) -> dict[str, Any]:
