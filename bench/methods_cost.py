@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from avsr_sinks.act import calibrate, candidate_heads
-from avsr_sinks.analysis import AnalysisThresholds, analyze_batch
+from avsr_sinks.analysis import AnalysisThresholds
 from avsr_sinks.capture import collect
 from avsr_sinks.config import load_params
 from avsr_sinks.data.manifest import read_split
@@ -119,15 +119,7 @@ def analysis_cost(params, experiment, dataset) -> dict:
     items = [dataset[i] for i in range(cfg["utterances"])]
     tick = time.perf_counter()
     captured = collect(model, [i[1] for i in items], [i[2] for i in items])
-    analyze_batch(
-        captured.attentions,
-        captured.hidden_states,
-        captured.mlp_outputs,
-        captured.segments,
-        captured.attention_mask,
-        AnalysisThresholds(cfg["sink_threshold"], cfg["massive_abs"], cfg["massive_ratio"]),
-        token_labels=captured.token_labels,
-    )
+    captured.analyze(AnalysisThresholds(cfg["sink_threshold"], cfg["massive_abs"], cfg["massive_ratio"]))
     seconds = time.perf_counter() - tick
     return {"utterances": len(items), "seconds": seconds, "target_s": 60}
 

@@ -250,14 +250,7 @@ def test_collect_runs_a_tiny_model(tiny_lm_dir: Path) -> None:
     last = int(captured.attention_mask[short].sum()) - 1
     assert captured.token_labels[short][last] == model.tokenizer.eos_token
 
-    metrics, arrays = analyze_batch(
-        captured.attentions,
-        captured.hidden_states,
-        captured.mlp_outputs,
-        captured.segments,
-        captured.attention_mask,
-        token_labels=captured.token_labels,
-    )
+    metrics, arrays = captured.analyze()
     n = int(captured.attention_mask[0].sum())
     assert metrics["num_layers"] == cfg.num_hidden_layers and metrics["utterances"] == 2
     assert arrays["attention"].shape == (n, n) and arrays["hidden_abs"].shape == (n, cfg.hidden_size)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from avsr_sinks import cli
 from avsr_sinks.act import ACT
-from avsr_sinks.analysis import AnalysisThresholds, analyze_batch
+from avsr_sinks.analysis import AnalysisThresholds
 from avsr_sinks.capture import collect, write_analysis
 from avsr_sinks.experiment import method_context
 from avsr_sinks.records import eval_record
@@ -25,15 +25,7 @@ def main() -> None:
             model, [i[1] for i in items], [i[2] for i in items], attention_functions=("eager", ACT)
         )
     thresholds = AnalysisThresholds(cfg["sink_threshold"], cfg["massive_abs"], cfg["massive_ratio"])
-    metrics, arrays = analyze_batch(
-        captured.attentions,
-        captured.hidden_states,
-        captured.mlp_outputs,
-        captured.segments,
-        captured.attention_mask,
-        thresholds,
-        token_labels=captured.token_labels,
-    )
+    metrics, arrays = captured.analyze(thresholds)
     record = {
         **eval_record(params, experiment),
         **({"act_heads": heads} if heads is not None else {}),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avsr_sinks.analysis import AnalysisThresholds, analyze_batch
 from avsr_sinks.io import atomic_path, git_commit, write_json_atomic
 from avsr_sinks.model import SPECIAL_TOKENS, AVSRModel, Segment
 
@@ -29,6 +30,20 @@ class Captured:
     segments: torch.Tensor  # (B, S)
     attention_mask: torch.Tensor  # (B, S)
     token_labels: list[list[str]]  # B x S, "" for feature and padding positions
+
+    def analyze(
+        self, thresholds: AnalysisThresholds | None = None
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``analyze_batch`` on this pass (default thresholds: PAPER.md's)."""
+        return analyze_batch(
+            self.attentions,
+            self.hidden_states,
+            self.mlp_outputs,
+            self.segments,
+            self.attention_mask,
+            thresholds if thresholds is not None else AnalysisThresholds(),
+            token_labels=self.token_labels,
+        )
 
 
 def _token_labels(model: AVSRModel, features, transcripts, segments: torch.Tensor) -> list[list[str]]:

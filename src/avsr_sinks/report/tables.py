@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from avsr_sinks.grid import parse_name
+from avsr_sinks.grid import Experiment, parse_name
 from avsr_sinks.io import write_text_atomic
 
 WER_COLUMNS = [
@@ -27,6 +28,16 @@ WER_COLUMNS = [
 ]
 
 
+def _experiment_columns(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "experiment": experiment.name,
+        "task": experiment.task.upper(),
+        "rates": experiment.rates,
+        "method": experiment.method,
+        "seed": experiment.seed,
+    }
+
+
 def collect_wer(eval_files: Sequence[Path]) -> pd.DataFrame:
     """One row per evaluation file ``results/eval/<experiment>/<condition>.json``."""
     rows = []
@@ -36,11 +47,7 @@ def collect_wer(eval_files: Sequence[Path]) -> pd.DataFrame:
         experiment = parse_name(path.parent.name)
         rows.append(
             {
-                "experiment": experiment.name,
-                "task": experiment.task.upper(),
-                "rates": experiment.rates,
-                "method": experiment.method,
-                "seed": experiment.seed,
+                **_experiment_columns(experiment),
                 "condition": path.stem,
                 "wer_percent": round(100 * result["wer"], 2),
                 **{k: result[k] for k in WER_COLUMNS[7:]},
@@ -94,11 +101,7 @@ def collect_sinks(metrics_files: Sequence[Path]) -> pd.DataFrame:
                 on[segment] = on.get(segment, 0) + count
         rows.append(
             {
-                "experiment": experiment.name,
-                "task": experiment.task.upper(),
-                "rates": experiment.rates,
-                "method": experiment.method,
-                "seed": experiment.seed,
+                **_experiment_columns(experiment),
                 "bos_sink_share_percent": round(
                     100 * sum(x["bos_sink_share"] for x in layers[1:]) / max(len(layers) - 1, 1), 1
                 ),
