@@ -99,6 +99,7 @@ def _params(base: dict, llm_dir: Path, compression: str, layernorm: bool) -> dic
         compression=compression,
         projector_hidden=PROJECTOR_HIDDEN,
         projector_layernorm=layernorm,
+        match_embedding_norm=False,
         lora_rank=RANK,
         lora_alpha=SCALING * RANK,
         lora_dropout=0.0,
@@ -328,6 +329,7 @@ def test_video_encoder_lora_is_written_and_evaluation_refuses_it(
         ("rate contradicts stacking", ["audio_proj.0.weight has shape (20, 24)", "needs (20, 48)"]),
         ("missing projector", ["avsr-a2v3-baseline-s0 reads video features", "no video_proj.0.weight"]),
         ("params without layernorm", ["model.projector_layernorm is False", "has True"]),
+        ("rescaled tokens", ["model.match_embedding_norm must be false"]),
         ("lightning rate", ["hyper_parameters.downsample_ratio_audio = 4", "asks for 8"]),
         (
             "another base llm",
@@ -352,6 +354,8 @@ def test_contradictions_are_refused_naming_file_key_and_shapes(
         experiment, hyper_parameters = parse_name("asr-a8-baseline-s0"), {"downsample_ratio_audio": 4}
     elif case == "another base llm":
         state["llm.model.layers.0.self_attn.q_proj.weight"] += 0.1
+    elif case == "rescaled tokens":
+        params["model"]["match_embedding_norm"] = True
     path = save_authors_checkpoint(tmp_path / "source.pth", state, hyper_parameters)
     with pytest.raises(ImportRefusedError) as refusal:
         import_llama_avsr(read_checkpoint(path), tmp_path / "out", params, experiment, target_llm)
@@ -393,6 +397,7 @@ def test_command_line_prints_the_inferred_configuration(
                     "compression": "avgpool",
                     "projector_hidden": PROJECTOR_HIDDEN,
                     "projector_layernorm": True,
+                    "match_embedding_norm": False,
                     "lora_rank": RANK,
                     "lora_alpha": SCALING * RANK,
                     "lora_targets": ["q_proj", "v_proj"],

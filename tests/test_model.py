@@ -32,6 +32,21 @@ def config(
     )
 
 
+def test_matched_tokens_take_the_embedding_rms_norm(tiny_lm_dir: Path) -> None:
+    llm, tok = load_llm(tiny_lm_dir)
+    target = llm.get_input_embeddings().weight.detach().norm(dim=1).pow(2).mean().sqrt()
+    matched = AVSRModel(ModelConfig(**{**config().__dict__, "match_embedding_norm": True}), llm, tok)
+    tokens = matched._modality_tokens("audio", 50 * torch.randn(9, 12))
+    torch.testing.assert_close(tokens.norm(dim=1), target.expand(3))
+    as_is = AVSRModel(config(), *load_llm(tiny_lm_dir))
+    as_is.load_trainable_state_dict(matched.trainable_state_dict())
+    frames = torch.randn(9, 12)
+    torch.testing.assert_close(
+        matched._modality_tokens("audio", frames),
+        torch.nn.functional.normalize(as_is._modality_tokens("audio", frames), dim=-1) * target,
+    )
+
+
 def test_avgpool_keeps_partial_window() -> None:
     frames = torch.arange(10, dtype=torch.float32).unsqueeze(1)  # (10, 1)
     pooled = Compressor("avgpool", 4)(frames)

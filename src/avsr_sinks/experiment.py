@@ -46,6 +46,7 @@ def model_config(
         compression=m["compression"],
         projector_hidden=m["projector_hidden"],
         projector_layernorm=m["projector_layernorm"],
+        match_embedding_norm=m["match_embedding_norm"],
         lora_rank=m["lora_rank"],
         lora_alpha=m["lora_alpha"],
         lora_dropout=m["lora_dropout"],

@@ -479,6 +479,10 @@ def _params_conflicts(
             f"model.prompts.{task} is {model['prompts'][task]!r}, "
             f"hyper_parameters.{prompt_arg} {hp[prompt_arg]!r}"
         )
+    if params["model"]["match_embedding_norm"]:
+        found.append(
+            "model.match_embedding_norm must be false: the authors' model feeds its projector output as is"
+        )
     if params["train"]["ctc_weight"]:
         found.append("train.ctc_weight must be 0: the authors' model has no CTC head")
     if params["train"]["warm_start"][task]:

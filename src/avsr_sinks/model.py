@@ -59,6 +59,9 @@ class ModelConfig:
     ctc_head: str | None = None
     # The modalities whose tokens the CTC loss reads (None: every modality of the model).
     ctc_modalities: tuple[str, ...] | None = None
+    # Rescale every projected token to the root-mean-square norm of the frozen LLM's input embeddings
+    # (embedded-scale training aid; the paper feeds the projector output as it is).
+    match_embedding_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.compression not in ("avgpool", "stack"):
@@ -238,6 +241,14 @@ class AVSRModel(nn.Module):
             self.ctc_head = nn.Linear(hidden, len(tokenizer))
         elif cfg.ctc_head == "tied_embeddings":
             self.ctc_head = TiedCTCHead(hidden, tokenizer.pad_token_id)
+        # Left to itself the projector (its LayerNorm gain) settles on tokens about 13x the norm of the
+        # small LM's word embeddings; a token that large dominates the residual stream, so the frozen
+        # layers can barely move it. At the text tokens' scale the LM reads the audio sooner and more
+        # reliably (README, The recipe at the embedded scale).
+        embeddings = llm.get_input_embeddings().weight.detach()
+        self.register_buffer(
+            "token_norm", embeddings.float().norm(dim=1).pow(2).mean().sqrt(), persistent=False
+        )
         self._prompt_ids = tokenizer(cfg.prompt, add_special_tokens=False)["input_ids"]
         self._delimiters = {
             m: tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS[m])) for m in cfg.modalities
@@ -275,7 +286,10 @@ class AVSRModel(nn.Module):
 
     def _modality_tokens(self, modality: str, frames: torch.Tensor) -> torch.Tensor:
         """(T, D) encoder frames -> (n, H) LLM input tokens."""
-        return self.projectors[modality](self.compressors[modality](frames))
+        tokens = self.projectors[modality](self.compressors[modality](frames))
+        if self.cfg.match_embedding_norm:
+            tokens = nn.functional.normalize(tokens, dim=-1) * self.token_norm.to(tokens.dtype)
+        return tokens
 
     def _prefix(self, features: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
         pieces = [self._embed_ids([self.tokenizer.bos_token_id])]
