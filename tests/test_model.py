@@ -216,3 +216,17 @@ def test_tied_ctc_head_scores_against_the_embedding_table() -> None:
     logits = head(tokens, table)
     torch.testing.assert_close(logits[0, 1:], torch.tensor([0.0, 8.0]))  # scale 4 x dot product
     torch.testing.assert_close(logits[0, 0], head.blank(tokens)[0, 0])
+
+
+def test_ctc_greedy_merges_repeats_and_drops_blanks(tiny_lm_dir: Path) -> None:
+    llm, tok = load_llm(tiny_lm_dir)
+    model = AVSRModel(ModelConfig(**{**config().__dict__, "ctc_head": "linear"}), llm, tok)
+    the, cat = tok("the cat", add_special_tokens=False)["input_ids"][:2]
+    path = [the, the, tok.pad_token_id, cat, tok.pad_token_id, cat]
+
+    class FixedPath(torch.nn.Module):
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.one_hot(torch.tensor(path), len(tok)).float()
+
+    model.ctc_head = FixedPath()
+    assert model.ctc_greedy([{"audio": torch.randn(24, 12)}], "audio") == [tok.decode([the, cat, cat])]

@@ -419,6 +419,26 @@ class AVSRModel(nn.Module):
         return torch.stack(losses).mean()
 
     @torch.inference_mode()
+    def ctc_greedy(self, features: Sequence[Mapping[str, torch.Tensor]], modality: str) -> list[str]:
+        """What the CTC head reads from one modality's projected tokens (best path: repeats merged, blanks
+        dropped): how much of the transcript the tokens carry before the LLM reads them."""
+        if self.ctc_head is None:
+            raise ValueError("this model has no CTC head to read its tokens with")
+        embeddings = self.llm.get_input_embeddings().weight
+        texts = []
+        for sample in features:
+            tokens = self._modality_tokens(modality, sample[modality])
+            logits = (
+                self.ctc_head(tokens, embeddings)
+                if isinstance(self.ctc_head, TiedCTCHead)
+                else self.ctc_head(tokens)
+            )
+            best = torch.unique_consecutive(logits.argmax(-1))
+            ids = best[best != self.tokenizer.pad_token_id].tolist()
+            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+        return texts
+
+    @torch.inference_mode()
     def generate(
         self, features: Sequence[Mapping[str, torch.Tensor]], beam_size: int, max_new_tokens: int
     ) -> list[str]:
