@@ -242,9 +242,8 @@ class AVSRModel(nn.Module):
         elif cfg.ctc_head == "tied_embeddings":
             self.ctc_head = TiedCTCHead(hidden, tokenizer.pad_token_id)
         # Left to itself the projector (its LayerNorm gain) settles on tokens about 13x the norm of the
-        # small LM's word embeddings; a token that large dominates the residual stream, so the frozen
-        # layers can barely move it. At the text tokens' scale the LM reads the audio sooner and more
-        # reliably (README, The recipe at the embedded scale).
+        # small LM's word embeddings, a scale the frozen layers never saw in text (README, The recipe at
+        # the embedded scale, for what matching it does).
         embeddings = llm.get_input_embeddings().weight.detach()
         self.register_buffer(
             "token_norm", embeddings.float().norm(dim=1).pow(2).mean().sqrt(), persistent=False
