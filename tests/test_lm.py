@@ -1,7 +1,15 @@
 import math
 from pathlib import Path
 
-from avsr_sinks.lm import copy_cross_entropy, pack_sentences, train_tokenizer
+import torch
+
+from avsr_sinks.lm import (
+    STRETCH_MAX_FILL,
+    STRETCH_MAX_REPEAT,
+    copy_cross_entropy,
+    pack_sentences,
+    train_tokenizer,
+)
 from avsr_sinks.model import load_llm
 
 SENTENCES = ["the cat sat on the mat", "a dog runs in the park", "we will go home soon"] * 20
@@ -17,8 +25,8 @@ def test_tokenizer_round_trip_and_special_tokens() -> None:
 
 def test_packing_repeats_sentences_only_when_asked() -> None:
     tok = train_tokenizer(SENTENCES, vocab_size=120)
-    plain = pack_sentences(tok, SENTENCES, seq_len=16)
-    copied = pack_sentences(tok, SENTENCES, seq_len=16, copy_fraction=1.0)
+    plain, plain_labels = pack_sentences(tok, SENTENCES, seq_len=16)
+    copied, copied_labels = pack_sentences(tok, SENTENCES, seq_len=16, copy_fraction=1.0)
     assert (plain[:, 0] == tok.bos_token_id).all() and (copied[:, 0] == tok.bos_token_id).all()
     body = lambda rows: [t for row in rows[:, 1:].tolist() for t in row]  # noqa: E731
     first = tok("the cat sat on the mat", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
@@ -26,6 +34,25 @@ def test_packing_repeats_sentences_only_when_asked() -> None:
     assert stream[: 2 * len(first)] == first + first
     assert body(plain)[: 2 * len(first)] != first + first
     assert copied.shape[0] >= 2 * plain.shape[0] - 1
+    for ids, labels in ((plain, plain_labels), (copied, copied_labels)):
+        assert (labels[:, 0] == -100).all() and torch.equal(labels[:, 1:], ids[:, 1:])
+
+
+def test_stretched_first_reading_is_context_only() -> None:
+    tok = train_tokenizer(SENTENCES, vocab_size=120)
+    ids, labels = pack_sentences(tok, SENTENCES, seq_len=400, copy_fraction=1.0, stretch_fraction=1.0)
+    stream, targets = ids[0, 1:].tolist(), labels[0, 1:].tolist()
+    first = tok("the cat sat on the mat", add_special_tokens=False)["input_ids"]
+    stretched = stream[: stream.index(tok.eos_token_id)]
+    collapsed = [
+        t for i, t in enumerate(stretched) if t != tok.pad_token_id and (i == 0 or t != stretched[i - 1])
+    ]
+    assert collapsed == first and len(stretched) > len(first)
+    assert len(stretched) <= len(first) * (STRETCH_MAX_REPEAT + STRETCH_MAX_FILL)
+    clean = len(stretched) + 1
+    assert targets[:clean] == [-100] * clean
+    assert stream[clean : clean + len(first) + 1] == first + [tok.eos_token_id]
+    assert targets[clean : clean + len(first) + 1] == first + [tok.eos_token_id]
 
 
 def test_copy_metric_reports_both_readings(tiny_lm_dir: Path) -> None:

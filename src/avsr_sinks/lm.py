@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 MODALITY_TOKENS = ("<audio>", "</audio>", "<video>", "</video>")
+# A stretched first reading (pack_sentences): each token over 1-2 positions and 0-4 pads after it, about
+# the 3-4 audio tokens per word piece that Whisper's 50 Hz frames give at compression rate 4.
+STRETCH_MAX_REPEAT = 2
+STRETCH_MAX_FILL = 4
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class LMPretrainConfig:
     lr: float
     warmup_steps: int
     copy_fraction: float  # share of sentences repeated in the packed text (0 = plain text)
+    # share of the repeated sentences whose first reading is stretched (see pack_sentences; 0 = none)
+    stretch_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
@@ -79,28 +85,49 @@ def pack_sentences(
     seq_len: int,
     copy_fraction: float = 0.0,
     seed: int = 0,
-) -> torch.Tensor:
+    stretch_fraction: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate ``sentence EOS`` streams into rows of ``seq_len`` tokens, each row opening with BOS.
 
     With ``copy_fraction`` > 0, that share of the sentences is written twice (``sentence EOS sentence
     EOS``): a small LM trained only on independent sentences learns to ignore everything before the last
     EOS and cannot copy from its prefix, which an LLM-based recogniser must do with its audio tokens.
+    With ``stretch_fraction`` > 0, that share of the repeated sentences has a stretched first reading:
+    each token written 1 to ``STRETCH_MAX_REPEAT`` times and followed by 0 to ``STRETCH_MAX_FILL`` pad
+    tokens, the shape of the audio tokens a CTC-trained projector gives (a word's token over a few
+    frames, blank frames between); the stretched reading is context only (no loss on it).
 
-    Returns a (rows, seq_len) long tensor; a leftover shorter than one row is dropped.
+    Returns the (rows, seq_len) token ids and their labels (-100 where no loss is taken).
+    A leftover shorter than one row is dropped.
     """
     rng = np.random.default_rng(seed)
     stream: list[int] = []
+    targets: list[int] = []
     for ids in tokenizer(list(sentences), add_special_tokens=False)["input_ids"]:
-        for _ in range(2 if rng.random() < copy_fraction else 1):
-            stream.extend(ids)
-            stream.append(tokenizer.eos_token_id)
-    body = seq_len - 1
-    rows = len(stream) // body
+        body = [*ids, tokenizer.eos_token_id]
+        if rng.random() < copy_fraction:
+            if stretch_fraction > 0 and rng.random() < stretch_fraction:
+                first = [
+                    piece
+                    for token in ids
+                    for piece in [token] * int(rng.integers(1, STRETCH_MAX_REPEAT + 1))
+                    + [tokenizer.pad_token_id] * int(rng.integers(0, STRETCH_MAX_FILL + 1))
+                ]
+                stream += [*first, tokenizer.eos_token_id]
+                targets += [-100] * (len(first) + 1)
+            else:
+                stream += body
+                targets += body
+        stream += body
+        targets += body
+    width = seq_len - 1
+    rows = len(stream) // width
     if rows == 0:
         raise ValueError(f"too little text to fill one sequence of {seq_len} tokens ({len(stream)} tokens)")
-    data = torch.tensor(stream[: rows * body], dtype=torch.long).view(rows, body)  # (rows, seq_len - 1)
     bos = torch.full((rows, 1), tokenizer.bos_token_id, dtype=torch.long)
-    return torch.cat([bos, data], dim=1)  # (rows, seq_len)
+    ids = torch.tensor(stream[: rows * width], dtype=torch.long).view(rows, width)  # (rows, seq_len - 1)
+    labels = torch.tensor(targets[: rows * width], dtype=torch.long).view(rows, width)
+    return torch.cat([bos, ids], dim=1), torch.cat([torch.full_like(bos, -100), labels], dim=1)
 
 
 def sentence_batch(tokenizer: PreTrainedTokenizerFast, sentences: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -196,7 +223,9 @@ def pretrain_lm(
     """
     torch.manual_seed(cfg.seed)
     model = build_llama(cfg, tokenizer)
-    data = pack_sentences(tokenizer, train_sentences, cfg.seq_len, cfg.copy_fraction, cfg.seed)
+    data, labels = pack_sentences(
+        tokenizer, train_sentences, cfg.seq_len, cfg.copy_fraction, cfg.seed, cfg.stretch_fraction
+    )
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
     schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
@@ -209,14 +238,13 @@ def pretrain_lm(
         for step in tqdm(range(1, cfg.steps + 1), desc="pretrain LM", mininterval=5):
             tick = time.perf_counter()
             rows = torch.randint(len(data), (cfg.batch_size,), generator=generator)
-            batch = data[rows]
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = model(input_ids=data[rows], labels=labels[rows]).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            rate = batch.numel() / (time.perf_counter() - tick)
+            rate = rows.numel() * data.shape[1] / (time.perf_counter() - tick)
             writer.writerow([step, f"{loss.item():.5f}", f"{schedule.get_last_lr()[0]:.3e}", f"{rate:.0f}"])
     summary = {
         "parameters": model.num_parameters(),
