@@ -108,9 +108,7 @@ class FeatureStore:
         for name, expected in self.manifest.get("shard_sha256", {}).items():
             shard = self.folder / name
             if not shard.is_file() or sha256_file(shard) != expected:
-                problem = (
-                    "is missing" if not shard.is_file() else "does not match the SHA-256 in manifest.json"
-                )
+                problem = "is missing" if not shard.is_file() else "differs from its SHA-256 in manifest.json"
                 raise ValueError(f"{shard}: {problem}; the cache was changed or damaged on disk: {restore}")
         for shard in sorted(self.folder.glob("shard-*.safetensors")):
             shard_id = int(shard.stem.split("-")[1])
