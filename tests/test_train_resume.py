@@ -68,3 +68,22 @@ def test_killed_run_resumes_to_identical_weights(
         pd.read_csv(out / "train_log.csv").drop(columns="tokens_per_s"),
         pd.read_csv(reference / "train_log.csv").drop(columns="tokens_per_s"),
     )
+
+
+@pytest.mark.slow
+def test_run_killed_in_a_later_epoch_resumes_to_identical_weights(
+    uninterrupted: tuple[Path, Path], tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    """Resumed inside the second epoch, the run must draw that epoch's batch order, not the first's."""
+    data, reference = uninterrupted
+    out, resume = tmp_path / "ckpt", tmp_path / "resume"
+    killed = run_job(data, tiny_lm_dir, out, resume, "--die-after-save", "3")
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run_job(data, tiny_lm_dir, out, resume)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "from step 12 of" in resumed.stderr
+    first_epoch = pd.read_csv(reference / "train_log.csv").query("epoch == 0")
+    assert len(first_epoch) < 12, "step 12 must lie past the first epoch"
+    ref, got = load_file(str(reference / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=0, atol=0)

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from avsr_sinks import cli
 from avsr_sinks.encoders.avhubert_convert import convert_avhubert
 
 
@@ -27,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from avsr_sinks import cli
 from avsr_sinks.encoders.whisper import WHISPER_TINY_EN_SHA256, bundled_model_dir, convert_whisper_ct2
 
 
@@ -33,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

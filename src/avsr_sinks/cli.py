@@ -1,17 +1,22 @@
-"""What the workflow scripts share: the --params argument, logging and thread settings, and reading one
-experiment's checkpoint with the features of a split."""
+"""What the workflow scripts share: the --params argument, logging and thread settings, reading one
+experiment's checkpoint with the features of a split, and turning a failure into a message that says
+what to do."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from avsr_sinks.config import load_params
-from avsr_sinks.data.manifest import read_split
+from avsr_sinks.config import ConfigError, load_params
+from avsr_sinks.data.manifest import DataError, read_split
+from avsr_sinks.data.media import MediaError
 from avsr_sinks.experiment import load_checkpoint
 from avsr_sinks.features import FeatureDataset, FeatureStore
 from avsr_sinks.grid import Experiment, parse_name
@@ -79,3 +84,38 @@ def feature_stores(
             f"{', '.join(m for m, _ in pairs) or 'none'}"
         )
     return {m: FeatureStore(given[m]) for m in modalities}
+
+
+# An OSError names the file but not what to do; these say it. Every stage writes to a temporary name and
+# renames on success, so after any of them nothing under the final name is half-written.
+_MACHINE_REMEDIES = {
+    errno.ENOSPC: "the disk is full: free space there (or move the output elsewhere), then rerun",
+    errno.EDQUOT: "the disk quota is exhausted: free space there (or move the output elsewhere), then rerun",
+    errno.EFBIG: "the file size limit was reached: raise it (ulimit -f) or free space, then rerun",
+    errno.EROFS: "the file system is read-only: make the output folder writable, then rerun",
+    errno.EACCES: "permission denied: make the output folder writable for this user, then rerun",
+}
+_CORPUS_REMEDY = (
+    "repair or remove what is named above, or set corpus.on_bad_sample: skip to leave bad samples out "
+    "(each one is listed in the corpus card), then rerun"
+)
+_INPUT_REMEDIES = {
+    ConfigError: "correct the file named above, or the list of configuration files given "
+    "(schemas/params.schema.yaml lists every key and what it accepts), then rerun",
+    DataError: _CORPUS_REMEDY,
+    MediaError: _CORPUS_REMEDY,
+}
+
+
+def run(main: Callable[[], Any]) -> None:
+    """Run a workflow script's ``main``; a bad input or a machine fault ends it with exit status 1 and
+    one message naming the file and what to do, in place of a traceback. Other errors keep theirs."""
+    try:
+        main()
+    except tuple(_INPUT_REMEDIES) as err:
+        remedy = next(text for cls, text in _INPUT_REMEDIES.items() if isinstance(err, cls))
+        sys.exit(f"error: {err}\n{remedy}")
+    except OSError as err:
+        if err.errno not in _MACHINE_REMEDIES:
+            raise
+        sys.exit(f"error: {err.filename or err}: {err.strerror}; {_MACHINE_REMEDIES[err.errno]}")

@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from avsr_sinks.act import calibrate
 from avsr_sinks.augment import AugmentConfig
 from avsr_sinks.grid import Experiment
+from avsr_sinks.io import load_safetensors
 from avsr_sinks.lm import LMPretrainConfig
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
 from avsr_sinks.pipeline import noise_probability
@@ -98,7 +98,7 @@ def warm_start(model: AVSRModel, checkpoints: Sequence[Path]) -> dict[str, str]:
             raise FileNotFoundError(
                 f"{path}: the warm-start checkpoint is not finished; rerun its train rule"
             )
-        for name, tensor in load_file(str(path)).items():
+        for name, tensor in load_safetensors(path, f"rerun the train rule of {checkpoint}").items():
             if name not in state or name in taken:
                 continue
             if tensor.shape != state[name].shape:
@@ -131,7 +131,9 @@ def load_checkpoint(
     mismatches = differences({k: stored.get(k) for k in wanted}, wanted)
     if mismatches:
         raise ValueError(
-            f"{meta_path}: checkpoint does not match the requested experiment:\n  " + "\n  ".join(mismatches)
+            f"{meta_path}: checkpoint does not match the requested experiment {experiment.name}:\n  "
+            + "\n  ".join(mismatches)
+            + f"\npoint --checkpoint at {experiment.name}'s own checkpoint, or rerun its train rule"
         )
     if stored.get("video_encoder_lora"):
         raise ValueError(
@@ -144,7 +146,11 @@ def load_checkpoint(
         params["llm"]["path"], params["model"]["attn_implementation"], params["llm"]["hub_id"]
     )
     model = AVSRModel(model_config(params, experiment, input_dims), llm, tokenizer)
-    model.load_trainable_state_dict(load_file(str(checkpoint / "model.safetensors")))
+    weights = checkpoint / "model.safetensors"
+    restore = (
+        f"restore it with `dvc checkout {checkpoint}` where DVC tracks it, or rerun the train rule for it"
+    )
+    model.load_trainable_state_dict(load_safetensors(weights, restore))
     if (checkpoint / SPECIAL_TOKEN_EMBEDDINGS).is_file():
         load_special_token_embeddings(model, checkpoint / SPECIAL_TOKEN_EMBEDDINGS)
     return model.to(torch.float32)

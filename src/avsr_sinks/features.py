@@ -4,9 +4,11 @@ Layout of one cache folder::
 
     shard-00000.safetensors   one tensor per utterance, named by its position in index.json
     index.json                {uid: [shard, key, frames]}
-    manifest.json             encoder identity (name, weights hash, window), corpus, split, condition
+    manifest.json             encoder identity (name, weights hash, window), corpus, split, condition,
+                              and the SHA-256 of every shard
 
-A cache whose manifest names another encoder than the one requested is stale and refused.
+A cache whose manifest names another encoder than the one requested is stale and refused; a shard whose
+hash differs from the manifest's (changed or damaged on disk) is refused before it is read.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
-from avsr_sinks.io import atomic_path
+from avsr_sinks.io import atomic_path, load_safetensors, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,9 @@ def extract_features(
         if shard:
             save_file(shard, str(tmp / f"shard-{shard_id:05d}.safetensors"))
         (tmp / "index.json").write_text(json.dumps(index), encoding="utf-8")
+        shard_hashes = {p.name: sha256_file(p) for p in sorted(tmp.glob("shard-*.safetensors"))}
         (tmp / "manifest.json").write_text(
-            json.dumps(dict(manifest), indent=2, sort_keys=True), encoding="utf-8"
+            json.dumps({**manifest, "shard_sha256": shard_hashes}, indent=2, sort_keys=True), encoding="utf-8"
         )
 
 
@@ -97,11 +100,19 @@ class FeatureStore:
         self.index: dict[str, list[Any]] = json.loads(
             (self.folder / "index.json").read_text(encoding="utf-8")
         )
-        shards = sorted(self.folder.glob("shard-*.safetensors"))
+        restore = (
+            f"restore it with `dvc checkout {self.folder}` where DVC tracks the cache, or delete "
+            f"{self.folder} and rerun the features rule"
+        )
         self._tensors: dict[tuple[int, str], torch.Tensor] = {}
-        for shard in shards:
+        for name, expected in self.manifest.get("shard_sha256", {}).items():
+            shard = self.folder / name
+            if not shard.is_file() or sha256_file(shard) != expected:
+                problem = "is missing" if not shard.is_file() else "differs from its SHA-256 in manifest.json"
+                raise ValueError(f"{shard}: {problem}; the cache was changed or damaged on disk: {restore}")
+        for shard in sorted(self.folder.glob("shard-*.safetensors")):
             shard_id = int(shard.stem.split("-")[1])
-            for key, tensor in load_file(str(shard)).items():
+            for key, tensor in load_safetensors(shard, restore).items():
                 self._tensors[(shard_id, key)] = tensor.float()
         for uid, (shard_id, key, frames) in self.index.items():
             tensor = self._tensors.get((shard_id, key))

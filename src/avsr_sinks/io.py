@@ -17,6 +17,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
@@ -83,6 +86,17 @@ def require_model_folder(
     raise FileNotFoundError(f"{config_key}: {folder} {problem}: {remedy}")
 
 
+def load_safetensors(path: str | os.PathLike[str], restore: str) -> dict[str, Any]:
+    """The tensors of a safetensors file; a truncated or corrupt one raises a ValueError that names the
+    file and says how to ``restore`` it (safetensors' own error names neither)."""
+    try:
+        return load_file(str(path))
+    except SafetensorError as err:
+        raise ValueError(
+            f"{path}: not a readable safetensors file ({err}); it is truncated or corrupt: {restore}"
+        ) from err
+
+
 def git_commit() -> str:
     """The commit of the working tree the code runs from, or 'unknown' outside a git checkout."""
     try:
@@ -98,10 +112,13 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
-def load_state_exactly(module: Any, state: dict[str, Any], source: str | os.PathLike[str], what: str) -> None:
+def load_state_exactly(
+    module: Any, state: dict[str, Any], source: str | os.PathLike[str], what: str, remedy: str = ""
+) -> None:
     """Load ``state`` into the torch ``module`` only if it holds exactly the module's tensor names and
-    shapes; otherwise raise a ValueError naming ``source``, ``what`` it should be, and every missing,
-    unexpected and misshapen key (a strict ``load_state_dict`` alone stops at the first shape)."""
+    shapes; otherwise raise a ValueError naming ``source``, ``what`` it should be, every missing,
+    unexpected and misshapen key (a strict ``load_state_dict`` alone stops at the first shape), and the
+    ``remedy`` when one is given."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -113,6 +130,6 @@ def load_state_exactly(module: Any, state: dict[str, Any], source: str | os.Path
     if missing or unexpected or misshapen:
         raise ValueError(
             f"{source}: does not match {what}: missing keys {missing}, unexpected keys {unexpected}, "
-            f"shape mismatches (given, expected) {misshapen}"
+            f"shape mismatches (given, expected) {misshapen}" + (f"; {remedy}" if remedy else "")
         )
     module.load_state_dict(state, strict=True)

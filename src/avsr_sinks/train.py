@@ -278,7 +278,10 @@ def train(
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         # accelerate's loaders re-seed their sampler from their own iteration counter on every pass;
         # set it to the real epoch, so a resumed run sees the same batch order as an uninterrupted one.
+        # The loader that skips a resumed epoch's first batches does not pass the epoch on to the
+        # sampler (a run resumed inside epoch 2 drew epoch 0's order), so the sampler gets it directly.
         batches.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         skip = 0
         for batch in batches:
             tick = time.perf_counter()

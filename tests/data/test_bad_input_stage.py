@@ -1,4 +1,4 @@
-"""Bad input reaching a stage: the features stage stops with a message naming the file, and leaves no
+"""Bad input reaching a stage: the features stage exits with a message naming the file, and leaves no
 cache folder (nor a temporary one) behind; with on_bad_sample=skip it caches the good utterances only."""
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_features_stage_fails_cleanly(
 ) -> None:
     expected = damage(corpus)
     out = tmp_path / "cache" / "train-clean"
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(SystemExit, match=expected):
         run_features(corpus, tiny_whisper, out, monkeypatch)
     assert not out.exists()
     assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []

@@ -137,7 +137,13 @@ def convert_avhubert(
     config = avhubert_config_from_fairseq(_fairseq_model_config(ckpt, checkpoint), checkpoint)
     state, dropped = _encoder_state(ckpt["model"], checkpoint)
     model = AVHubertModel(config)
-    load_state_exactly(model, state, checkpoint, f"AV-HuBERT {config}")
+    load_state_exactly(
+        model,
+        state,
+        checkpoint,
+        f"AV-HuBERT {config}",
+        "convert a checkpoint as the AV-HuBERT release publishes it (a damaged download is fetched again)",
+    )
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))

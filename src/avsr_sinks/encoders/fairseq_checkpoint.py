@@ -157,7 +157,8 @@ def read_fairseq_checkpoint(
         raise CheckpointRefusedError(
             f"{path}: refused to unpickle global(s) {', '.join(refused)}: a fairseq checkpoint needs only "
             "tensors, containers and configuration classes, so this file is either not a fairseq "
-            "checkpoint or built to run code when loaded; nothing was unpickled"
+            "checkpoint or built to run code when loaded; nothing was unpickled. Use the checkpoint as the "
+            "AV-HuBERT release publishes it, or admit a fork's own configuration class with --inert-global"
         )
     stand_ins = [(_stand_in(n), n) for n in names]
     try:

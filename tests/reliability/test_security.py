@@ -1,0 +1,109 @@
+"""Security rules, checked over the code that runs: safe YAML, no shell with interpolated values, quoted
+rule commands, pickle read only through torch's weights-only unpickler, safetensors checkpoints, no
+remote code. Refusals of concrete hostile files are catalogue cases (tests/reliability/README.md)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.pipeline.workspace import make_workspace, snakemake
+
+CODE = sorted(
+    [
+        *(REPO / "src").rglob("*.py"),
+        *(REPO / "workflow_scripts").glob("*.py"),
+        *(REPO / "bench").rglob("*.py"),
+        *(REPO / "rules").glob("*.smk"),
+        REPO / "Snakefile",
+    ]
+)
+# The two readers of third-party torch checkpoints; both list a pickle's globals before loading it.
+PICKLE_READERS = {"src/avsr_sinks/encoders/fairseq_checkpoint.py", "src/avsr_sinks/llama_avsr_import.py"}
+
+
+def occurrences(pattern: str, lines_after: int = 0) -> list[str]:
+    """``file:line: text`` of each line matching ``pattern``, with the ``lines_after`` that follow it (the
+    rest of a call written over several lines)."""
+    found = []
+    for path in CODE:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            if re.search(pattern, line):
+                text = " ".join(part.strip() for part in lines[number - 1 : number + lines_after])
+                found.append(f"{path.relative_to(REPO)}:{number}: {text}")
+    return found
+
+
+def test_code_is_scanned() -> None:
+    assert len(CODE) > 40 and occurrences(r"yaml\.safe_load\(")
+
+
+def test_yaml_is_read_with_safe_loading_only() -> None:
+    assert (
+        occurrences(r"yaml\.(load|unsafe_load|full_load|load_all)\(|yaml\.(Loader|UnsafeLoader|FullLoader)\b")
+        == []
+    )
+
+
+def test_no_shell_runs_interpolated_text() -> None:
+    assert occurrences(r"shell\s*=\s*True|os\.system\(|os\.popen\(|subprocess\.getoutput\(") == []
+
+
+def test_pickle_is_read_only_by_the_restricted_readers() -> None:
+    assert occurrences(r"\bpickle\.loads?\(|\bUnpickler\(|allow_pickle\s*=\s*True|dill|joblib\.load") == []
+    loads = occurrences(r"torch\.load\(")
+    assert loads and all("weights_only=True" in line for line in loads), loads
+    readers = {line.split(":")[0] for line in loads} - {"src/avsr_sinks/train.py"}
+    assert readers <= PICKLE_READERS, readers
+
+
+def test_train_resume_state_is_loaded_weights_only() -> None:
+    text = (REPO / "src/avsr_sinks/train.py").read_text(encoding="utf-8")
+    assert "torch.load(" not in text or re.search(r"torch\.load\([^)]*weights_only=True", text)
+
+
+def test_checkpoints_and_models_are_saved_as_safetensors() -> None:
+    saves = occurrences(r"save_pretrained\(")
+    model_saves = [line for line in saves if "model.save_pretrained" in line]
+    assert model_saves and all("safe_serialization=True" in line for line in model_saves), model_saves
+    # torch.save only for the optimizer's resume state, which holds tensors and numbers only.
+    assert [line for line in occurrences(r"torch\.save\(") if "train.py" not in line] == []
+
+
+def test_remote_code_is_never_trusted() -> None:
+    assert occurrences(r"trust_remote_code\s*=\s*True") == []
+    pretrained = occurrences(r"Auto\w+\.from_pretrained\(", lines_after=6)
+    assert all("trust_remote_code=False" in line for line in pretrained), pretrained
+
+
+@pytest.mark.slow
+def test_rule_commands_quote_paths_from_the_configuration(tmp_path: Path) -> None:
+    """Paths with a space and a quote reach each script as one argument, unchanged."""
+    work = make_workspace(tmp_path / "work")
+    odd = {"corpus": "data/corpus/my corpus's", "llm": "data/models/lm o'brien"}
+    (work / "configs" / "odd.yaml").write_text(
+        f'corpus:\n  root: "{odd["corpus"]}"\nllm:\n  path: "{odd["llm"]}"\n'
+    )
+    result = snakemake(
+        ["-n", "-p", "--cores", "1", "--configfile", "configs/ci.yaml", "configs/odd.yaml"], work
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [
+        line.removeprefix("Shell command: ")
+        for line in result.stdout.splitlines()
+        if line.startswith("Shell command: ")
+    ]
+    assert len(commands) > 20
+    seen = set()
+    for command in commands:
+        for token in shlex.split(command):
+            value = token.partition("=")[2] if "=" in token and not token.startswith("data/") else token
+            if "corpus/my" in value or "o'brien" in value:
+                assert value.rstrip("/") in odd.values() or value.startswith(tuple(odd.values())), command
+                seen.add(value)
+    assert set(odd.values()) <= seen
