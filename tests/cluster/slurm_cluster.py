@@ -1,5 +1,5 @@
 """A real single-node SLURM cluster in a scratch folder: munged, slurmctld and slurmd started directly
-(no systemd), every file of theirs under that folder, stopped by PID afterwards.
+(no systemd), their configuration, state and logs under that folder, stopped by PID afterwards.
 
 Debian's packages `munge slurmctld slurmd slurm-client` provide the daemons (`.ci/run` installs them).
 """
@@ -38,7 +38,7 @@ def why_unavailable() -> str | None:
     missing += [tool for tool in ("sbatch", "squeue", "sinfo", "srun") if shutil.which(tool) is None]
     if missing:
         return f"SLURM is not installed ({', '.join(missing)} missing; .ci/run installs it)"
-    if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
+    if SYSTEM_CONF.exists():
         return f"{SYSTEM_CONF} exists: this machine has a SLURM configuration of its own, left untouched"
     if os.geteuid() != 0:
         return "starting slurmd takes root"
@@ -160,6 +160,7 @@ def slurm_cluster() -> Iterator[dict[str, str]]:
     (root / "gres.conf").write_text(f"NodeName={node} Name=gpu File=/dev/null\n")
     env = {**os.environ, "SLURM_CONF": str(conf)}
     SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+    SYSTEM_CONF.unlink(missing_ok=True)  # only a dangling link of a killed run gets here (why_unavailable)
     SYSTEM_CONF.symlink_to(conf)
     try:
         _start_munge(root)

@@ -33,7 +33,7 @@ def slurm_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def slurm_run(slurm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def slurm_run(slurm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     work = make_workspace(tmp_path_factory.mktemp("slurm-run"))
     planned = run(["snakemake", "-n", "--configfile", "configs/ci.yaml"], work)
     assert planned.returncode == 0, planned.stderr[-3000:]
