@@ -1,0 +1,77 @@
+"""profiles/slurm on a real single-node SLURM cluster: the ci configuration runs with every job an
+sbatch job, and gives the tables of the local run."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.cluster.slurm_cluster import slurm_cluster, why_unavailable
+from tests.conftest import REPO
+from tests.pipeline.workspace import make_workspace, run
+
+# The profile waits 40 s before a job's first status check, sized for a busy cluster; the test's jobs are
+# seconds long, and MinJobAge (300 s) stays far above 3 x this delay, so squeue still sees every job.
+STATUS_DELAY_S = 3
+RUN_LIMIT_S = 1500
+
+
+@pytest.fixture(scope="module")
+def slurm_env() -> Iterator[dict[str, str]]:
+    reason = why_unavailable()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI must run the SLURM test")
+        pytest.skip(reason)
+    with slurm_cluster() as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    work = make_workspace(tmp_path_factory.mktemp("slurm-run"))
+    planned = run(["snakemake", "-n", "--configfile", "configs/ci.yaml"], work)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CONF", slurm_env["SLURM_CONF"])
+        # timeout -k: a status query that never answers would leave Snakemake waiting for ever.
+        result = run(
+            ["timeout", "-k", "30", str(RUN_LIMIT_S), "snakemake", "--profile", str(REPO / "profiles/slurm")]
+            + [
+                "--configfile",
+                "configs/ci.yaml",
+                "--slurm-init-seconds-before-status-checks",
+                str(STATUS_DELAY_S),
+            ],
+            work,
+            timeout=RUN_LIMIT_S + 60,
+        )
+    assert result.returncode == 0, result.stderr[-6000:]
+    return work, planned.stdout + planned.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_every_job_is_an_sbatch_job(slurm_run: tuple[Path, str, str]) -> None:
+    work, plan, log = slurm_run
+    planned = int(re.search(r"^total\s+(\d+)", plan, re.MULTILINE).group(1))
+    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
+    # `rule all` only collects the targets; Snakemake runs it in the main process, as any local rule.
+    assert len(submitted) == planned - 1 and len(set(submitted)) == len(submitted)
+    job_logs = sorted((work / "logs/slurm").rglob("*.log"))
+    assert sorted(p.stem for p in job_logs) == sorted(submitted), "one SLURM log per job, named by its id"
+    train_logs = [p for p in job_logs if p.relative_to(work / "logs/slurm").parts[0] == "rule_train"]
+    assert len(train_logs) == 4  # ASR and AVSR, baseline and decorr
+
+
+@pytest.mark.slow
+def test_slurm_run_gives_the_local_tables(slurm_run: tuple[Path, str, str], ci_reference: Path) -> None:
+    work, _, _ = slurm_run
+    columns = ["experiment", "condition", "wer_percent", "utterances"]
+    on_slurm = pd.read_csv(work / "results/tables/wer.csv")[columns]
+    local = pd.read_csv(ci_reference / "results/tables/wer.csv")[columns]
+    pd.testing.assert_frame_equal(on_slurm, local)
