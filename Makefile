@@ -7,7 +7,7 @@ CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup reproduce test test-fast lint format bench dvc.yaml lm-asset clean-results
+.PHONY: setup reproduce report dvc-commit test test-fast lint format bench dvc.yaml lm-asset clean-results
 
 setup: $(STAMP)
 
@@ -19,8 +19,18 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 # --rerun-incomplete: every stage writes atomically, so an interrupted job is simply run again.
+# The HTML report is a separate Snakemake invocation over the finished run.
 reproduce: setup
 	snakemake --cores $(CORES) --rerun-incomplete
+	$(MAKE) report
+
+report: setup
+	snakemake --report results/report.html
+
+# Record the outputs of a Snakemake run in dvc.lock and DVC's cache (no stage is run again), so that
+# `dvc status`, `dvc metrics show/diff`, `dvc plots` and `dvc push` see them.
+dvc-commit: setup
+	dvc commit --force
 
 test: setup
 	pytest -q

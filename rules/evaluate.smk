@@ -25,8 +25,8 @@ rule evaluate:
         trigger=eval_trigger,
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     shell:
         "python workflow_scripts/evaluate.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
@@ -57,8 +57,8 @@ rule act_heads:
         trigger=eval_trigger,
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     shell:
         "python workflow_scripts/search_act_heads.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
@@ -92,8 +92,8 @@ rule analyze:
         ),
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     shell:
         "python workflow_scripts/analyze.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"

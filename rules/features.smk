@@ -18,8 +18,8 @@ rule audio_features:
         encoder=input_path("encoder", PARAMS["audio_encoder"]["path"]),
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     shell:
         "python workflow_scripts/extract_features.py --params {params.config} --threads {threads}"
         " --modality audio --corpus-dir {params.corpus:q} --encoder-dir {params.encoder:q}"
@@ -42,8 +42,8 @@ rule video_features:
         encoder=input_path("encoder", PARAMS["video_encoder"]["path"]),
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     shell:
         "python workflow_scripts/extract_features.py --params {params.config} --threads {threads}"
         " --modality video --corpus-dir {params.corpus:q} --encoder-dir {params.encoder:q}"

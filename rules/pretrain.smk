@@ -11,6 +11,7 @@ if PARAMS["audio_encoder"]["source"] == "bundled":
             "logs/models/convert_whisper.log",
         benchmark:
             "logs/benchmarks/models/convert_whisper.tsv"
+        threads: 1
         resources:
             mem_mb=2000,
             runtime=10,
@@ -57,8 +58,11 @@ if PARAMS["llm"]["source"] == "shipped":
             summary="results/lm/pretrain.json",
         log:
             "logs/models/install_lm.log",
+        benchmark:
+            "logs/benchmarks/models/install_lm.tsv"
         params:
             config=CONFIG_ARGS,
+        threads: 1
         resources:
             mem_mb=1000,
             runtime=5,
@@ -109,6 +113,7 @@ if PARAMS["video_encoder"]["source"] == "fairseq":
             "logs/benchmarks/models/convert_avhubert.tsv"
         params:
             checkpoint=input_path("checkpoint", PARAMS["video_encoder"]["checkpoint"]),
+        threads: 1
         resources:
             mem_mb=8000,
             runtime=20,

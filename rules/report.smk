@@ -1,14 +1,20 @@
-# Tables from the evaluation files.
+# Tables and figures from the evaluation and analysis files. Outputs flagged with report() make up
+# `snakemake --report results/report.html` (captions in rules/captions/); see `make report`.
 
 
 rule wer_tables:
     input:
         pipeline.eval_targets(PARAMS),
     output:
-        csv=pipeline.WER_TABLES[0],
+        csv=report(pipeline.WER_TABLES[0], caption="captions/wer.rst", category="Tables", subcategory="WER"),
         md=pipeline.WER_TABLES[1],
     log:
         "logs/report/wer_tables.log",
+    benchmark:
+        "logs/benchmarks/report/wer_tables.tsv"
+    params:
+        conditions=PARAMS["evaluate"]["conditions"],  # a condition added to the grid rebuilds the table
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
@@ -17,14 +23,52 @@ rule wer_tables:
         " --out-md {output.md:q} > {log:q} 2>&1"
 
 
+rule summary_tables:
+    input:
+        wer=pipeline.WER_TABLES[0],
+        paper=pipeline.PAPER_RESULTS,
+    output:
+        main_csv=report(pipeline.MAIN_TABLES[0], caption="captions/main.rst", category="Tables", subcategory="WER"),
+        main_md=pipeline.MAIN_TABLES[1],
+        main_tex=pipeline.MAIN_TABLES[2],
+        robustness_csv=report(
+            pipeline.ROBUSTNESS_TABLES[0], caption="captions/robustness.rst", category="Tables", subcategory="WER"
+        ),
+        robustness_md=pipeline.ROBUSTNESS_TABLES[1],
+        paper_csv=report(
+            pipeline.PAPER_TABLES[0], caption="captions/paper_vs_reproduced.rst", category="Tables", subcategory="WER"
+        ),
+        paper_md=pipeline.PAPER_TABLES[1],
+    log:
+        "logs/report/summary_tables.log",
+    benchmark:
+        "logs/benchmarks/report/summary_tables.tsv"
+    params:
+        conditions=PARAMS["evaluate"]["conditions"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "python workflow_scripts/make_summary_tables.py --wer-csv {input.wer:q} --paper-results {input.paper:q}"
+        " --main {output.main_csv:q} {output.main_md:q} {output.main_tex:q}"
+        " --robustness {output.robustness_csv:q} {output.robustness_md:q}"
+        " --paper-vs-reproduced {output.paper_csv:q} {output.paper_md:q} > {log:q} 2>&1"
+
+
 rule sink_tables:
     input:
         [pipeline.analysis_files(e)[0] for e in EXPERIMENTS.values()],
     output:
-        csv=pipeline.SINK_TABLES[0],
+        csv=report(pipeline.SINK_TABLES[0], caption="captions/sinks.rst", category="Tables", subcategory="Sinks"),
         md=pipeline.SINK_TABLES[1],
     log:
         "logs/report/sink_tables.log",
+    benchmark:
+        "logs/benchmarks/report/sink_tables.tsv"
+    params:
+        thresholds={k: PARAMS["analysis"][k] for k in ("sink_threshold", "massive_abs", "massive_ratio")},
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
@@ -37,14 +81,24 @@ rule figures:
     input:
         [pipeline.analysis_files(e)[1] for e in EXPERIMENTS.values()],
     output:
-        pipeline.FIGURES_DONE,
+        report(
+            directory(pipeline.FIGURES_DIR),
+            patterns=["{task,asr|vsr|avsr}-{name}.png"],
+            caption="captions/figures.rst",
+            category="Figures",
+            subcategory="{task}",
+            labels={"task": "{task}", "figure": "{name}"},
+        ),
     log:
         "logs/report/figures.log",
+    benchmark:
+        "logs/benchmarks/report/figures.tsv"
+    params:
+        index=pipeline.FIGURES_INDEX,
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    params:
-        out_dir=lambda wildcards, output: str(Path(output[0]).parent),
     shell:
-        "python workflow_scripts/make_figures.py --arrays {input:q} --out-dir {params.out_dir:q}"
-        " --index {output:q} > {log:q} 2>&1"
+        "python workflow_scripts/make_figures.py --arrays {input:q} --out-dir {output:q}"
+        " --index {params.index:q} > {log:q} 2>&1"

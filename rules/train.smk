@@ -33,8 +33,9 @@ rule train:
         trigger=train_trigger,
     threads: THREADS
     resources:
-        mem_mb=6000,
-        runtime=240,
+        mem_mb=lambda wildcards, attempt: 6000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
+        gpu=0,  # the embedded default trains on the CPU; profiles/slurm asks for one GPU per training job
     shell:
         "python workflow_scripts/train.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --corpus-dir {params.corpus:q}"

@@ -227,7 +227,6 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
     for task in dict.fromkeys(e.task for e in experiments):
         modalities = next(e.modalities for e in experiments if e.task == task)
         model_params = ["model", "train", "llm", *(encoder_params[m] for m in modalities)]
-        trained = [e.name for e in pipeline.trained_experiments(params) if e.task == task]
         train_features = {m: pipeline.feature_dir(params, m, "train", "clean") for m in modalities}
         noisy_condition = pipeline.train_noise_condition(params)
         noisy_features = (
@@ -237,46 +236,54 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
         )
         noisy_flags = " " + _feature_flags(noisy_features, "--noisy-features") if noisy_features else ""
         warm_tasks = params["train"]["warm_start"][task]
-        # A warm start reads other experiments' checkpoints, whose names a matrix cannot derive: those
-        # stages iterate over a dict that names them per experiment (foreach), the others over a matrix.
-        if warm_tasks:
-            loop: dict[str, Any] = {
-                "foreach": {
-                    e.name: {
-                        source.task: pipeline.checkpoint_dir(source)
-                        for source in warm_start_sources(params, e)
+        # One training stage per method, so that a decorr.* change reruns only the decorr runs.
+        for method in dict.fromkeys(e.method for e in pipeline.trained_experiments(params) if e.task == task):
+            trained = [
+                e for e in pipeline.trained_experiments(params) if e.task == task and e.method == method
+            ]
+            # A warm start reads other experiments' checkpoints, whose names a matrix cannot derive: those
+            # stages iterate over a dict that names them per experiment (foreach), the others over a matrix.
+            if warm_tasks:
+                loop: dict[str, Any] = {
+                    "foreach": {
+                        e.name: {
+                            source.task: pipeline.checkpoint_dir(source)
+                            for source in warm_start_sources(params, e)
+                        }
+                        for e in trained
                     }
-                    for e in pipeline.trained_experiments(params)
-                    if e.task == task
                 }
-            }
-            name = "${key}"
-            warm = {t: f"${{item.{t}}}" for t in warm_tasks}
-        else:
-            loop, name, warm = {"matrix": {"experiment": trained}}, "${item.experiment}", {}
-        stage = _stage(
-            f"{PY}/train.py --params params.yaml --experiment {name} --corpus-dir {corpus}"
-            f" {_feature_flags(train_features)}{noisy_flags}"
-            + "".join(f" --warm-start {path}" for path in warm.values())
-            + f" --lm-dir {llm['path']}"
-            f" --out-dir {pipeline.checkpoint_dir(name)}"
-            f" --resume-dir {pipeline.resume_dir(name)}",
-            deps=[
-                *corpus_deps,
-                *train_features.values(),
-                *noisy_features.values(),
-                *warm.values(),
-                llm["path"],
-                "workflow_scripts/train.py",
-                f"{LIB}/train.py",
-                f"{LIB}/augment.py",
-                f"{LIB}/losses.py",
-                *MODEL_CODE,
-            ],
-            params=[*model_params, "decorr"],
-            outs=[pipeline.checkpoint_dir(name)],
-        )
-        stages[f"train_{task}"] = {**loop, "do": stage} if warm_tasks else {**loop, **stage}
+                name = "${key}"
+                warm = {t: f"${{item.{t}}}" for t in warm_tasks}
+            else:
+                loop, name, warm = (
+                    {"matrix": {"experiment": [e.name for e in trained]}},
+                    "${item.experiment}",
+                    {},
+                )
+            stage = _stage(
+                f"{PY}/train.py --params params.yaml --experiment {name} --corpus-dir {corpus}"
+                f" {_feature_flags(train_features)}{noisy_flags}"
+                + "".join(f" --warm-start {path}" for path in warm.values())
+                + f" --lm-dir {llm['path']}"
+                f" --out-dir {pipeline.checkpoint_dir(name)}"
+                f" --resume-dir {pipeline.resume_dir(name)}",
+                deps=[
+                    *corpus_deps,
+                    *train_features.values(),
+                    *noisy_features.values(),
+                    *warm.values(),
+                    llm["path"],
+                    "workflow_scripts/train.py",
+                    f"{LIB}/train.py",
+                    f"{LIB}/augment.py",
+                    f"{LIB}/losses.py",
+                    *MODEL_CODE,
+                ],
+                params=[*model_params, *(["decorr"] if method == "decorr" else [])],
+                outs=[pipeline.checkpoint_dir(name)],
+            )
+            stages[f"train_{task}_{method}"] = {**loop, "do": stage} if warm_tasks else {**loop, **stage}
         # One set of decoding stages per method: ACT decodes its baseline's checkpoint, and a DVC matrix can
         # only substitute, so experiment and checkpoint names are built from the setting and seed.
         for method in dict.fromkeys(e.method for e in experiments if e.task == task):
@@ -295,9 +302,9 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
     )
     stages["figures"] = _stage(
         f"{PY}/make_figures.py --arrays {' '.join(a for _, a in analyses)} --out-dir {pipeline.FIGURES_DIR}"
-        f" --index {pipeline.FIGURES_DONE}",
+        f" --index {pipeline.FIGURES_INDEX}",
         deps=[*(a for _, a in analyses), "workflow_scripts/make_figures.py", f"{LIB}/report/figures.py"],
-        outs=[{pipeline.FIGURES_DONE: {"cache": False}}],
+        outs=[pipeline.FIGURES_DIR],
     )
     csv, md = pipeline.WER_TABLES
     stages["wer_tables"] = _stage(
@@ -305,7 +312,38 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
         deps=[*evals, "workflow_scripts/make_tables.py", f"{LIB}/report/tables.py"],
         outs=[{csv: {"cache": False}}, {md: {"cache": False}}],
     )
-    return {"stages": stages}
+    summary = [*pipeline.MAIN_TABLES, *pipeline.ROBUSTNESS_TABLES, *pipeline.PAPER_TABLES]
+    main_csv, main_md, main_tex = pipeline.MAIN_TABLES
+    stages["summary_tables"] = _stage(
+        f"{PY}/make_summary_tables.py --wer-csv {csv} --paper-results {pipeline.PAPER_RESULTS}"
+        f" --main {main_csv} {main_md} {main_tex} --robustness {' '.join(pipeline.ROBUSTNESS_TABLES)}"
+        f" --paper-vs-reproduced {' '.join(pipeline.PAPER_TABLES)}",
+        deps=[
+            csv,
+            pipeline.PAPER_RESULTS,
+            "workflow_scripts/make_summary_tables.py",
+            f"{LIB}/report/summary.py",
+        ],
+        outs=[{path: {"cache": False}} for path in summary],
+    )
+    return {"stages": stages, "plots": _plots(params)}
+
+
+def _plots(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`dvc plots show` / `dvc plots diff`: every training run's loss curve, and WER against rate."""
+    trained = pipeline.trained_experiments(params)
+    logs = {f"{pipeline.checkpoint_dir(e)}/train_log.csv": "loss" for e in trained}
+    return [
+        {"training_loss": {"x": "step", "y": logs, "title": "Training loss per step"}},
+        {
+            "wer_vs_rate": {
+                "x": "rates",
+                "y": {pipeline.MAIN_TABLES[0]: "mean"},
+                "template": "scatter",
+                "title": "Clean-set WER (%) against compression rate",
+            }
+        },
+    ]
 
 
 def render(params: Mapping[str, Any]) -> str:

@@ -10,7 +10,16 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "schemas", "params.yaml", "configs", "dvc.yaml")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "rules",
+    "workflow_scripts",
+    "schemas",
+    "params.yaml",
+    "configs",
+    "dvc.yaml",
+    "references",
+)
 
 
 def make_workspace(root: Path) -> Path:

@@ -1,0 +1,46 @@
+"""Every rule declares what the workflow's conventions ask of it (DESIGN.md, STYLE.md item 3)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import REPO
+
+# Rules that make their output from nothing but their parameters or an installed package.
+NO_INPUT = {"convert_whisper", "make_corpus"}
+NO_PARAMS = {"convert_whisper"}  # the bundled Whisper has nothing to configure
+# Rules whose memory and time grow with each retry (`--retries`), the long model jobs.
+SCALED = {"train", "evaluate", "act_heads", "analyze", "audio_features", "video_features"}
+
+
+def _rules() -> dict[str, str]:
+    """Rule name -> the text of its block, from every rules/*.smk."""
+    rules = {}
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        parts = re.split(r"^\s*rule (\w+):\n", path.read_text(), flags=re.MULTILINE)
+        rules.update(dict(zip(parts[1::2], parts[2::2], strict=True)))
+    return rules
+
+
+RULES = _rules()
+
+
+def test_every_stage_of_the_data_flow_has_a_rule() -> None:
+    stages = {"make_corpus", "pretrain_lm", "pretrain_video_encoder", "audio_features", "video_features"}
+    stages |= {"train", "act_heads", "evaluate", "analyze", "wer_tables", "summary_tables", "sink_tables"}
+    assert stages | {"figures"} <= set(RULES)
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_rule_declares_its_files_and_resources(rule: str) -> None:
+    block = RULES[rule]
+    required = ["output:", "log:", "benchmark:", "threads:", "resources:", "shell:"]
+    required += [] if rule in NO_INPUT else ["input:"]
+    required += [] if rule in NO_PARAMS else ["params:"]
+    missing = [key for key in required if not re.search(rf"^\s+{key}", block, flags=re.MULTILINE)]
+    assert not missing, f"rule {rule} lacks {missing}"
+    assert "> {log:q} 2>&1" in block, f"rule {rule} does not send its output to its log"
+    if rule in SCALED:
+        assert "mem_mb=lambda wildcards, attempt:" in block and "runtime=lambda wildcards, attempt:" in block
