@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out-dir", type=Path, default=Path("results/bench"))
     args = ap.parse_args()
+    if not args.root.is_dir():
+        raise SystemExit(f"--root {args.root}: no such folder (the pipeline run whose outputs are read)")
     out_dir = args.out_dir.resolve()
     for name in BENCHMARKS:
         cmd = [sys.executable, str(REPO / "bench" / f"{name}.py"), "--out", str(out_dir / f"{name}.json")]

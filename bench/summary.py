@@ -55,9 +55,10 @@ def end_to_end_section(r: Mapping[str, Any]) -> list[str]:
         f"{f['jobs_planned']} "
         f"jobs planned, {f['jobs_measured']} with a benchmark file of their own under {r['inputs']['root']}, "
         "the rest at the median of their stage; "
-        f"{f['job_seconds_total'] / 60:.0f} job-minutes in all. Largest measured job RSS: "
-        f"{f['peak_job_rss_mb_measured']:.0f} MB.",
+        f"{f['job_seconds_total'] / 60:.0f} job-minutes in all.",
     ]
+    if f["peak_job_rss_mb_measured"] is not None:
+        lines.append(f"Largest measured job RSS: {f['peak_job_rss_mb_measured']:.0f} MB.")
     if f["jobs_unmeasured"]:
         lines.append(
             "Counted as 0 s (no benchmark file or no measured job of the rule): "
