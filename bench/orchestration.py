@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("results/bench/orchestration.json"))
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
-    paper_s, default_s = [], []
+    paper_s, default_s, paper_cpu, default_cpu = [], [], [], []
     for _ in range(repeats):  # alternating, as everywhere in bench/
         paper = dry_run(args.workdir, [args.paper_config])
         default = dry_run(args.workdir)
         paper_s.append(paper.seconds)
         default_s.append(default.seconds)
+        paper_cpu.append(paper.cpu_seconds)
+        default_cpu.append(default.cpu_seconds)
     pending = len([j for j in default.jobs if j.rule != "all"])
     figures = {
-        "paper_dry_run": spread(paper_s) | {"jobs": len(paper.jobs), "counts": paper.counts()},
+        "paper_dry_run": spread(paper_s)
+        | {"jobs": len(paper.jobs), "counts": paper.counts(), "cpu_s_median": statistics.median(paper_cpu)},
         "default_dry_run": spread(default_s)
-        | {"jobs_pending": pending, "nothing_to_do": default.nothing_to_do},
+        | {
+            "jobs_pending": pending,
+            "nothing_to_do": default.nothing_to_do,
+            "cpu_s_median": statistics.median(default_cpu),
+        },
         "feature_cache_once": cache_once(
             paper, [args.workdir / "params.yaml", args.workdir / args.paper_config]
         ),

@@ -8,6 +8,7 @@ the cost of the command itself, start-up included.
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class PlannedJob:
 @dataclass
 class DryRun:
     seconds: float
+    cpu_seconds: float
     jobs: list[PlannedJob]
     nothing_to_do: bool
 
@@ -73,10 +75,14 @@ def dry_run(workdir: Path, configfiles: list[str] | None = None, cores: int = 2)
     cmd = ["snakemake", "-n", "--cores", str(cores)]
     if configfiles:
         cmd += ["--configfile", *configfiles]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     tick = time.perf_counter()
     out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     seconds = time.perf_counter() - tick
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU time does not grow with the machine's load, so it tells the command's own cost from waiting.
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     text = out.stdout + out.stderr
     if out.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` in {workdir} failed ({out.returncode}):\n{text[-2000:]}")
-    return DryRun(seconds, parse_plan(text), "Nothing to be done" in text)
+    return DryRun(seconds, cpu, parse_plan(text), "Nothing to be done" in text)
