@@ -57,5 +57,12 @@ lm-asset: setup
 	python workflow_scripts/write_lm_asset.py --params params.yaml --model-dir data/models/lm \
 		--summary results/lm/pretrain.json --log-csv results/lm/pretrain_log.csv --asset-dir assets/lm
 
+# Speed and memory figures of bench/ into results/bench/*.json and results/bench/summary.md (about 15
+# minutes on 2 cores). BENCH_ROOT: the finished run whose data/ and benchmark files are read;
+# BENCH_QUICK=1: a smoke run of every benchmark (under a minute of measuring; no figures).
+BENCH_ROOT ?= .
+bench: setup
+	python bench/run_all.py --root $(BENCH_ROOT) $(if $(BENCH_QUICK),--quick)
+
 clean-results:
 	rm -rf results logs .snakemake/incomplete

@@ -1,0 +1,224 @@
+"""The training step at the embedded scale: throughput and model FLOP utilisation against the matmul
+peak measured in the same run, the decorrelation loss's overhead, and cached against online features.
+
+- matmul peak: float32 square matrix products of a few sizes on the same threads; the best median rate;
+- step: forward, backward and AdamW of the pipeline's loss (cross-entropy + CTC weight x CTC) on real
+  batches of the training split (the frame-budget sampler of train.max_frames), FLOPs counted by
+  torch's FlopCounterMode on one step, and where the time goes (torch.profiler, top operators);
+- decorrelation: the same step with + lambda x decorrelation loss, alternating with the plain step on
+  the same batches (budget: ratio at most 1.05);
+- feature cache: a step fed from the feature cache against a step that first reads the audio and runs
+  the frozen Whisper encoder online, alternating; one epoch's time is the median step times the
+  epoch's batch count (budget: cached at least 2x faster).
+
+The model is the experiment's (default ASR rate 4) on the real LM and cached features, with freshly
+initialised projector and LoRA: the cost of a step does not depend on trained weights.
+
+    python bench/training.py [--root .] [--quick] [--out results/bench/training.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from harness import budget, interleaved, missing, spread, timed, write_result
+from torch.utils.flop_counter import FlopCounterMode
+
+from avsr_sinks.config import load_params
+from avsr_sinks.data.dataset import FrameBudgetBatchSampler
+from avsr_sinks.data.manifest import read_split
+from avsr_sinks.data.media import read_audio
+from avsr_sinks.encoders.whisper import load_audio_encoder
+from avsr_sinks.experiment import model_config, train_config
+from avsr_sinks.features import FeatureDataset, FeatureStore, collate_features
+from avsr_sinks.grid import parse_name
+from avsr_sinks.losses import decorrelation_loss
+from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.pipeline import experiment_features
+from avsr_sinks.train import make_optimizer
+
+log = logging.getLogger("bench.training")
+
+MATMUL_FAMILY = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")
+
+
+def matmul_peak(sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+    """Best median float32 matmul rate (FLOP/s) over square sizes, on torch's current threads."""
+    rates = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        samples = interleaved({"mm": lambda _i, a=a, b=b: a @ b}, repeats, warmup=2)["mm"]
+        rates[n] = 2 * n**3 / spread(samples)["median_s"]
+    best = max(rates, key=rates.get)
+    return {"flops_per_s": rates[best], "size": best, "rates_by_size": rates}
+
+
+class StepBench:
+    """The pipeline's training step (train.train's loss terms) on a model with fresh trainable weights."""
+
+    def __init__(
+        self, params: Mapping[str, Any], root: Path, experiment_name: str, batch_cap: int | None = None
+    ) -> None:
+        self.params, self.experiment = params, parse_name(experiment_name)
+        corpus = root / params["corpus"]["root"]
+        self.utterances = {u.uid: u for u in read_split(corpus, "train", check_media=False)}
+        stores = {
+            m: FeatureStore(root / p)
+            for m, p in experiment_features(params, self.experiment, "train").items()
+        }
+        self.dataset = FeatureDataset(stores, {uid: u.transcript for uid, u in self.utterances.items()})
+        self.cfg = train_config(params, self.experiment)
+        sampler = FrameBudgetBatchSampler(
+            self.dataset.frame_lengths(), max_frames=self.cfg.max_frames, shuffle=True, seed=0
+        )
+        # batch_cap (quick mode) keeps the first utterances of each batch: a smoke run, not a figure.
+        self.epoch_batches = [b[:batch_cap] for b in sampler]
+        torch.manual_seed(0)
+        llm, tokenizer = load_llm(root / params["llm"]["path"], params["model"]["attn_implementation"])
+        widths = {m: f.shape[1] for m, f in self.dataset[0][1].items()}
+        self.model = AVSRModel(model_config(params, self.experiment, widths), llm, tokenizer).train()
+        self.optimizer = make_optimizer(self.model, self.cfg)
+
+    def batch(self, i: int) -> dict[str, list]:
+        return collate_features([self.dataset[j] for j in self.epoch_batches[i % len(self.epoch_batches)]])
+
+    def step(self, batch: Mapping[str, list], decorr_lambda: float = 0.0) -> int:
+        """One optimisation step; returns the tokens the LLM saw (as train_log.csv counts them)."""
+        decorrelating = decorr_lambda > 0
+        out, assembled = self.model(
+            batch["features"], batch["transcripts"], output_hidden_states=decorrelating
+        )
+        loss = out.loss
+        if self.cfg.ctc_weight:
+            loss = loss + self.cfg.ctc_weight * out["ctc_loss"]
+        if decorrelating:
+            loss = loss + decorr_lambda * decorrelation_loss(
+                out.hidden_states, assembled.segments, self.cfg.decorr_layers
+            )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return int(assembled.attention_mask.sum())
+
+
+def step_efficiency(bench: StepBench, peak: float, repeats: int, profiled_steps: int) -> dict[str, Any]:
+    tokens = [bench.step(bench.batch(i)) for i in range(repeats)]  # also the warm-up
+    samples = interleaved({"step": lambda i: bench.step(bench.batch(i))}, repeats, warmup=0)["step"]
+    with FlopCounterMode(display=False) as counter:
+        tokens_batch0 = bench.step(bench.batch(0))
+    flops = counter.get_total_flops()
+    step_s = spread(samples)["median_s"]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for i in range(profiled_steps):
+            bench.step(bench.batch(i))
+    events = prof.key_averages()
+    total_us = sum(e.self_cpu_time_total for e in events)
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
+    matmul_us = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_FAMILY)
+    return {
+        "step": spread(samples),
+        "tokens_per_step_median": sorted(tokens)[len(tokens) // 2],
+        "tokens_per_s": sorted(tokens)[len(tokens) // 2] / step_s,
+        "flops_per_step_batch0": flops,
+        "flops_per_token": flops / tokens_batch0,
+        "achieved_flops_per_s": flops / step_s,
+        "mfu": flops / step_s / peak,
+        "profile_share_matmul": matmul_us / total_us,
+        "profile_top_ops": [
+            {"op": e.key, "self_cpu_share": e.self_cpu_time_total / total_us, "calls": e.count} for e in top
+        ],
+    }
+
+
+def decorrelation_overhead(bench: StepBench, repeats: int) -> dict[str, Any]:
+    lam = bench.params["decorr"]["lambda"]
+    samples = interleaved(
+        {
+            "plain": lambda i: bench.step(bench.batch(i)),
+            "decorr": lambda i: bench.step(bench.batch(i), lam),
+        },
+        repeats,
+    )
+    plain, decorr = spread(samples["plain"]), spread(samples["decorr"])
+    return {"plain": plain, "decorr": decorr, "ratio": decorr["median_s"] / plain["median_s"]}
+
+
+def feature_cache_speedup(bench: StepBench, root: Path, repeats: int) -> dict[str, Any]:
+    enc = bench.params["audio_encoder"]
+    encoder = load_audio_encoder(root / enc["path"], enc["window_seconds"])
+
+    def online(i: int) -> None:
+        batch = bench.batch(i)
+        audio = encoder.encode([read_audio(bench.utterances[uid].audio_path) for uid in batch["uids"]])
+        bench.step({**batch, "features": [{"audio": a} for a in audio]})
+
+    samples = interleaved({"cached": lambda i: bench.step(bench.batch(i)), "online": online}, repeats)
+    cached, online_s = spread(samples["cached"]), spread(samples["online"])
+    batches = len(bench.epoch_batches)
+    return {
+        "cached_step": cached,
+        "online_step": online_s,
+        "epoch_batches": batches,
+        "cached_epoch_s_estimate": cached["median_s"] * batches,
+        "online_epoch_s_estimate": online_s["median_s"] * batches,
+        "speedup": online_s["median_s"] / cached["median_s"],
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=Path("."), help="the pipeline run whose data/ is read")
+    ap.add_argument("--params", nargs="+", default=["params.yaml"])
+    ap.add_argument("--experiment", default="asr-a4-baseline-s0")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="few repeats and small matmuls (a smoke run)")
+    ap.add_argument("--out", type=Path, default=Path("results/bench/training.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    params = load_params(args.params)
+    repeats = 1 if args.quick else 12
+    peak = matmul_peak([256, 512] if args.quick else [512, 1024, 2048], 3 if args.quick else 10)
+    experiment = parse_name(args.experiment)
+    enc = params["audio_encoder"]
+    needed = {
+        "llm": args.root / params["llm"]["path"],
+        "audio encoder": args.root / enc["path"],
+        **{
+            f"{m} train features": args.root / p
+            for m, p in experiment_features(params, experiment, "train").items()
+        },
+    }
+    inputs = {k: str(v) for k, v in needed.items()} | {"experiment": args.experiment}
+    skipped = missing(needed)
+    figures: dict[str, Any] = {"matmul_peak": peak}
+    budgets = []
+    if skipped:
+        log.warning("skipping the step benchmarks: %s", skipped)
+        budgets += [
+            budget("training step MFU", None, 0.20, "min", "fraction of matmul peak", "inputs missing"),
+            budget("decorrelation step ratio", None, 1.05, "max", "x", "inputs missing"),
+            budget("feature cache epoch speed-up", None, 2.0, "min", "x", "inputs missing"),
+        ]
+    else:
+        bench = StepBench(params, args.root, args.experiment, 2 if args.quick else None)
+        figures["batch_assembly_s"] = timed(lambda: bench.batch(0))
+        figures["step"] = step_efficiency(bench, peak["flops_per_s"], repeats, 1 if args.quick else 3)
+        figures["decorrelation"] = decorrelation_overhead(bench, repeats)
+        figures["feature_cache"] = feature_cache_speedup(bench, args.root, max(1, repeats // 2))
+        budgets += [
+            budget("training step MFU", figures["step"]["mfu"], 0.20, "min", "fraction of matmul peak"),
+            budget("decorrelation step ratio", figures["decorrelation"]["ratio"], 1.05, "max", "x"),
+            budget("feature cache epoch speed-up", figures["feature_cache"]["speedup"], 2.0, "min", "x"),
+        ]
+    write_result(args.out, "training", args.quick, inputs, figures, budgets, skipped)
+
+
+if __name__ == "__main__":
+    main()
