@@ -71,7 +71,13 @@ def test_every_job_is_an_sbatch_job(slurm_run: tuple[Path, str, str]) -> None:
 @pytest.mark.slow
 def test_slurm_run_gives_the_local_tables(slurm_run: tuple[Path, str, str], ci_reference: Path) -> None:
     work, _, _ = slurm_run
-    columns = ["experiment", "condition", "wer_percent", "utterances"]
-    on_slurm = pd.read_csv(work / "results/tables/wer.csv")[columns]
-    local = pd.read_csv(ci_reference / "results/tables/wer.csv")[columns]
-    pd.testing.assert_frame_equal(on_slurm, local)
+    on_slurm = pd.read_csv(work / "results/tables/wer.csv")
+    local = pd.read_csv(ci_reference / "results/tables/wer.csv")
+    counts = ["experiment", "condition", "utterances", "reference_words"]
+    pd.testing.assert_frame_equal(on_slurm[counts], local[counts])
+    # The synthetic corpus's mp4 files are not byte-identical across runs (one comparison: 119 of 128
+    # differed, with 4 corpus workers under the profile and 2 locally; labels and wav files were equal),
+    # so only the audio-only results are expected to match exactly.
+    audio_only = local["task"] == "ASR"
+    assert audio_only.any()
+    pd.testing.assert_frame_equal(on_slurm[audio_only], local[audio_only])
