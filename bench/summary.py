@@ -162,11 +162,11 @@ def training_section(r: Mapping[str, Any]) -> list[str]:
         "",
         f"- Step: median {s['step']['median_s']:.2f} s (spread {s['step']['relative_spread']:.0%} over "
         f"{s['step']['repeats']}), {s['tokens_per_s']:.0f} tokens/s, "
-        f"{s['flops_per_step_batch0'] / 1e9:.1f} GFLOP "
-        f"a step (FlopCounterMode), {s['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s = **{s['mfu']:.0%}** "
-        "of the "
-        f"float32 matmul peak measured in the same run ({p['flops_per_s'] / 1e9:.1f} GFLOP/s at "
-        f"{p['size']}^2).",
+        f"{s['flops_per_step'] / 1e9:.1f} GFLOP "
+        f"a step (FlopCounterMode), {s['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s; MFU **{s['mfu']:.0%}** "
+        f"(median over steps each timed beside a float32 {p['size']}^2 matmul, the size that ran fastest "
+        f"in the run's peak search, {p['flops_per_s'] / 1e9:.1f} GFLOP/s; pairs "
+        f"{s['mfu_pairs_range'][0]:.0%}-{s['mfu_pairs_range'][1]:.0%}).",
         f"- Profile (self CPU time): matmul-family operators {s['profile_share_matmul']:.0%}; "
         f"top operators: {top}.",
         f"- Decorrelation loss: {d['decorr']['median_s']:.2f} s against {d['plain']['median_s']:.2f} s, "
