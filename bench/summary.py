@@ -71,9 +71,8 @@ def decorr_miss(r: Mapping[str, Any], b: Mapping[str, Any]) -> str:
 def decoding_miss(r: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     f = r["figures"]
     return (
-        f"a batch of {f['batch_size']} x beam {f['beam_size']} on {r['machine']['torch_threads']} threads "
-        "saves only the per-call overhead: one utterance's beams already keep both cores busy in the "
-        "matrix products, so batching cannot multiply the throughput here as it does on a GPU"
+        f"a batched call shares each forward pass among only {f['batch_size']} utterances x beam "
+        f"{f['beam_size']}; a larger decode.batch_size shares it among more (untested at this size)"
     )
 
 
