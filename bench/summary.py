@@ -169,7 +169,8 @@ def training_section(r: Mapping[str, Any]) -> list[str]:
         f"- Profile (self CPU time): matmul-family operators {s['profile_share_matmul']:.0%}; "
         f"top operators: {top}.",
         f"- Decorrelation loss: {d['decorr']['median_s']:.2f} s against {d['plain']['median_s']:.2f} s, "
-        f"ratio **{d['ratio']:.3f}** (median of per-pair ratios, {d['plain']['repeats']} interleaved pairs; spreads "
+        f"ratio **{d['ratio']:.3f}** (median of per-pair ratios, {d['plain']['repeats']} interleaved pairs; "
+        "spreads "
         f"{d['plain']['relative_spread']:.0%} / {d['decorr']['relative_spread']:.0%}).",
         f"- Feature cache: a step from the cache {c['cached_step']['median_s']:.2f} s, with Whisper "
         "run online "
