@@ -71,9 +71,8 @@ def decorr_miss(r: Mapping[str, Any], b: Mapping[str, Any]) -> str:
 def decoding_miss(r: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     f = r["figures"]
     return (
-        f"a batch of {f['batch_size']} x beam {f['beam_size']} on {r['machine']['torch_threads']} threads "
-        "saves only the per-call overhead: one utterance's beams already keep both cores busy in the "
-        "matrix products, so batching cannot multiply the throughput here as it does on a GPU"
+        f"a batched call shares each forward pass among only {f['batch_size']} utterances x beam "
+        f"{f['beam_size']}; a larger decode.batch_size shares it among more (untested at this size)"
     )
 
 
@@ -162,21 +161,23 @@ def training_section(r: Mapping[str, Any]) -> list[str]:
         "",
         f"- Step: median {s['step']['median_s']:.2f} s (spread {s['step']['relative_spread']:.0%} over "
         f"{s['step']['repeats']}), {s['tokens_per_s']:.0f} tokens/s, "
-        f"{s['flops_per_step_batch0'] / 1e9:.1f} GFLOP "
-        f"a step (FlopCounterMode), {s['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s = **{s['mfu']:.0%}** "
-        "of the "
-        f"float32 matmul peak measured in the same run ({p['flops_per_s'] / 1e9:.1f} GFLOP/s at "
-        f"{p['size']}^2).",
+        f"{s['flops_per_step'] / 1e9:.1f} GFLOP "
+        f"a step (FlopCounterMode), {s['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s; MFU **{s['mfu']:.0%}** "
+        f"(median over steps each timed beside a float32 {p['size']}^2 matmul, the size that ran fastest "
+        f"in the run's peak search, {p['flops_per_s'] / 1e9:.1f} GFLOP/s; pairs "
+        f"{s['mfu_pairs_range'][0]:.0%}-{s['mfu_pairs_range'][1]:.0%}).",
         f"- Profile (self CPU time): matmul-family operators {s['profile_share_matmul']:.0%}; "
         f"top operators: {top}.",
         f"- Decorrelation loss: {d['decorr']['median_s']:.2f} s against {d['plain']['median_s']:.2f} s, "
-        f"ratio **{d['ratio']:.3f}** (interleaved, {d['plain']['repeats']} pairs; spreads "
+        f"ratio **{d['ratio']:.3f}** (median of per-pair ratios, {d['plain']['repeats']} interleaved pairs; "
+        "spreads "
         f"{d['plain']['relative_spread']:.0%} / {d['decorr']['relative_spread']:.0%}).",
         f"- Feature cache: a step from the cache {c['cached_step']['median_s']:.2f} s, with Whisper "
         "run online "
         f"{c['online_step']['median_s']:.2f} s: one epoch ({c['epoch_batches']} batches) "
         f"{c['cached_epoch_s_estimate'] / 60:.1f} min against {c['online_epoch_s_estimate'] / 60:.1f} min, "
-        f"**{c['speedup']:.1f}x** (median step times x the epoch's batch count).",
+        f"**{c['speedup']:.1f}x** (median of per-pair ratios; epochs as median step times x the epoch's "
+        "batch count).",
         "",
     ]
 
