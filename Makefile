@@ -25,7 +25,7 @@ reproduce: setup
 	$(MAKE) report
 
 report: setup
-	snakemake --report results/report.html
+	snakemake --cores 1 --report results/report.html
 
 # Record the outputs of a Snakemake run in dvc.lock and DVC's cache (no stage is run again), so that
 # `dvc status`, `dvc metrics show/diff`, `dvc plots` and `dvc push` see them.

@@ -228,12 +228,8 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
         modalities = next(e.modalities for e in experiments if e.task == task)
         model_params = ["model", "train", "llm", *(encoder_params[m] for m in modalities)]
         train_features = {m: pipeline.feature_dir(params, m, "train", "clean") for m in modalities}
-        noisy_condition = pipeline.train_noise_condition(params)
-        noisy_features = (
-            {"audio": pipeline.feature_dir(params, "audio", "train", noisy_condition)}
-            if noisy_condition is not None and "audio" in modalities
-            else {}
-        )
+        # As the train rule: only a task whose augmentation mixes in noise reads the noisy view.
+        noisy_features = pipeline.noisy_train_features(params, next(e for e in experiments if e.task == task))
         noisy_flags = " " + _feature_flags(noisy_features, "--noisy-features") if noisy_features else ""
         warm_tasks = params["train"]["warm_start"][task]
         # One training stage per method, so that a decorr.* change reruns only the decorr runs.

@@ -4,20 +4,13 @@ and the ci configuration runs end to end, then has nothing left to do."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.pipeline.workspace import make_workspace, snakemake
-
-
-@pytest.fixture(scope="module")
-def ci_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    work = make_workspace(tmp_path_factory.mktemp("ci-run"))
-    result = snakemake(["--cores", "2", "--configfile", "configs/ci.yaml"], work, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return work, result.stderr
 
 
 @pytest.mark.slow
@@ -57,6 +50,17 @@ def test_ci_configuration_end_to_end(ci_run: tuple[Path, str]) -> None:
     assert sorted(sinks["experiment"]) == experiments and (sinks["utterances"] == 8).all()
     assert sinks["bos_sink_share_percent"].between(0, 100).all()
     assert "Attention sinks" in (work / "results/tables/sinks.md").read_text()
+    main = pd.read_csv(work / "results/tables/main.csv")
+    assert sorted(zip(main["rates"], main["method"], strict=True)) == sorted(
+        (rates, method) for rates in ("a16", "a16v5") for method in ("act", "baseline", "decorr")
+    )
+    assert r"\toprule" in (work / "results/tables/main.tex").read_text()
+    robustness = pd.read_csv(work / "results/tables/robustness.csv")
+    assert set(robustness["snr_db"]) == {float("inf"), 0.0} and len(robustness) == 12
+    paper = pd.read_csv(work / "results/tables/paper_vs_reproduced.csv")
+    reproduced = paper[paper["reproduced_wer"].notna()]
+    compared = set(zip(reproduced["rates"], reproduced["method"], strict=True))
+    assert compared == {("a16v5", "baseline"), ("a16v5", "decorr")}
     figures = json.loads((work / "results/figures/index.json").read_text())["figures"]
     assert len(figures) == 2 * (2 * len(experiments) + 2)  # png + pdf: 2 per experiment, 1 per setting
     assert all((work / f).stat().st_size > 1000 for f in figures)
@@ -84,6 +88,72 @@ def test_second_run_has_nothing_to_do(ci_run: tuple[Path, str]) -> None:
     result = snakemake(["-n", "--cores", "2", "--configfile", "configs/ci.yaml"], work)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def _planned_jobs(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job in a dry run's listing."""
+    jobs, rule = set(), None
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            rule = line.split()[1].rstrip(":")
+            jobs.add((rule, ""))
+        elif line.startswith("wildcards:") and rule is not None:
+            jobs.discard((rule, ""))
+            jobs.add((rule, line.removeprefix("wildcards:").strip()))
+        elif not line:
+            rule = None
+    return jobs
+
+
+@pytest.mark.slow
+def test_changing_decorr_lambda_replans_only_the_decorrelation_chain(ci_run: tuple[Path, str]) -> None:
+    """Snakemake's params trigger: the training record of the decorr experiments holds decorr.lambda, so
+    they, their evaluations and analyses, and the tables and figures above them run again; nothing else."""
+    work, _ = ci_run
+    overlay = work / "configs/ci.yaml"
+    original = overlay.read_text()
+    try:
+        overlay.write_text(original + "\ndecorr:\n  lambda: 2.5\n")
+        result = snakemake(["-n", "--cores", "2", "--configfile", "configs/ci.yaml"], work)
+    finally:
+        overlay.write_text(original)
+    assert result.returncode == 0, result.stderr[-2000:]
+    chain = {
+        (rule, f"experiment={setting}-decorr-s0{extra}")
+        for setting in ("asr-a16", "avsr-a16v5")
+        for rule, extra in [
+            ("train", ""),
+            ("analyze", ""),
+            ("evaluate", ", condition=clean"),
+            ("evaluate", ", condition=babble0db"),
+        ]
+    }
+    report = {(rule, "") for rule in ("wer_tables", "summary_tables", "sink_tables", "figures", "all")}
+    assert _planned_jobs(result.stdout + result.stderr) == chain | report
+
+
+@pytest.mark.slow
+def test_report_is_self_contained_with_captions(ci_run: tuple[Path, str]) -> None:
+    work, _ = ci_run
+    report = work / "results/report.html"
+    result = snakemake(["--report", str(report), "--cores", "1", "--configfile", "configs/ci.yaml"], work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text()
+    captions = {
+        "main": "Main result",
+        "robustness": "against signal-to-noise ratio",
+        "paper_vs_reproduced": "published WERs beside",
+        "figures": "from the arrays the",
+        "sinks": "Attention sinks and massive activations per experiment",
+    }
+    for caption, words in captions.items():
+        assert words in (work / f"rules/captions/{caption}.rst").read_text().replace("\n", " ")
+        assert words in html, f"the caption of {caption} is missing from the report"
+    for figure in ("asr-a16-baseline-s0-sinks.png", "avsr-a16v5-s0-sink-counts.png"):
+        assert figure in html
+    loads = re.findall(r"""<(?:script|img|link|iframe)[^>]+(?:src|href)=["']https?://[^"']+""", html)
+    assert not loads, f"the report loads {loads} from the network"
 
 
 @pytest.mark.slow

@@ -126,7 +126,7 @@ def write_robustness_tables(wer: pd.DataFrame, csv_path: Path, md_path: Path) ->
         md_path,
         "# Word error rate (%) against SNR (audio tasks)\n\nMean over seeds (± sample standard deviation when"
         " there are several), per noise condition in `evaluate.conditions`.\n\n"
-        + wide.fillna("-").to_markdown(index=False)
+        + wide.fillna("-").to_markdown(index=False, disable_numparse=True)
         + "\n",
     )
     return table
