@@ -33,7 +33,7 @@ dvc-commit: setup
 	dvc commit --force
 
 test: setup
-	pytest -q
+	pytest -q --durations=15
 
 test-fast: setup
 	pytest -q -m "not slow"
