@@ -10,7 +10,6 @@ utterances per second, with identical hypotheses.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import statistics
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from harness import budget, missing, spread, timed, write_result
+from harness import budget, missing, model_bench_parser, spread, timed, write_result
 
 from avsr_sinks.config import load_params
 from avsr_sinks.data.manifest import read_split
@@ -65,14 +64,7 @@ def compare(model, dataset: FeatureDataset, chunks: int, batch_size: int, beam: 
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=Path("."), help="the pipeline run whose data/ is read")
-    ap.add_argument("--params", nargs="+", default=["params.yaml"])
-    ap.add_argument("--experiment", default="asr-a4-baseline-s0")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="one small chunk (a smoke run)")
-    ap.add_argument("--out", type=Path, default=Path("results/bench/decoding.json"))
+    ap = model_bench_parser(__doc__, "results/bench/decoding.json", "one small chunk (a smoke run)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = args.out.resolve()

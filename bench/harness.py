@@ -9,6 +9,8 @@ figure could not be measured here (``note`` then says why).
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import platform
 import statistics
@@ -23,6 +25,20 @@ import torch
 from avsr_sinks.io import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def model_bench_parser(doc: str, out: str, quick_help: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that runs one experiment's model on a finished run's data, with
+    logging set up: --root, --params, --experiment, --threads, --quick and --out."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=Path("."), help="the pipeline run whose data/ is read")
+    ap.add_argument("--params", nargs="+", default=["params.yaml"])
+    ap.add_argument("--experiment", default="asr-a4-baseline-s0")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--out", type=Path, default=Path(out))
+    return ap
 
 
 def cpu_model() -> str:

@@ -19,7 +19,6 @@ initialised projector and LoRA: the cost of a step does not depend on trained we
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from harness import budget, interleaved, missing, spread, timed, write_result
+from harness import budget, interleaved, missing, model_bench_parser, spread, timed, write_result
 from torch.utils.flop_counter import FlopCounterMode
 
 from avsr_sinks.config import load_params
@@ -191,14 +190,9 @@ def feature_cache_speedup(bench: StepBench, root: Path, repeats: int) -> dict[st
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=Path("."), help="the pipeline run whose data/ is read")
-    ap.add_argument("--params", nargs="+", default=["params.yaml"])
-    ap.add_argument("--experiment", default="asr-a4-baseline-s0")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="few repeats and small matmuls (a smoke run)")
-    ap.add_argument("--out", type=Path, default=Path("results/bench/training.json"))
+    ap = model_bench_parser(
+        __doc__, "results/bench/training.json", "few repeats and small matmuls (a smoke run)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     params = load_params(args.params)
