@@ -48,20 +48,16 @@ def _wav_samples(path: Path) -> tuple[np.ndarray, int, int]:
 
 
 def test_same_seed_is_identical_and_worker_count_does_not_matter(corpora: dict[str, Path]) -> None:
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    reference = files(corpora["a"])
+    assert any(name.endswith(".mp4") for name in reference)
     for other in ("b", "par"):
-        for split in synth.SPLITS:
-            name = f"labels/{split}.csv"
-            assert (corpora["a"] / name).read_bytes() == (corpora[other] / name).read_bytes()
-        for row in _all_rows(corpora["a"]):
-            wav = Path(row["relative_path"]).with_suffix(".wav")
-            a, _, _ = _wav_samples(corpora["a"] / "synth" / wav)
-            b, _, _ = _wav_samples(corpora[other] / "synth" / wav)
-            np.testing.assert_array_equal(a, b)
-    # libx264 is not bit-reproducible here, so decoded frames are compared within coding noise;
-    # the rendered frames themselves are checked bit-exactly in test_render_is_deterministic.
-    rel = _rows(corpora["a"], "test")[0]["relative_path"]
-    frames = [_decode(corpora[k] / "synth" / rel).astype(int) for k in ("a", "par")]
-    assert frames[0].shape == frames[1].shape and np.abs(frames[0] - frames[1]).mean() < 1.0
+        produced = files(corpora[other])
+        assert produced.keys() == reference.keys()
+        differing = [name for name in reference if produced[name] != reference[name]]
+        assert not differing, f"corpus {other!r} differs from 'a' in {len(differing)} files: {differing[:5]}"
 
 
 def test_render_is_deterministic() -> None:
