@@ -21,19 +21,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from avsr_sinks import pipeline  # noqa: E402
+from avsr_sinks.config import load_params  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoints", type=Path, default=Path("results/checkpoints"))
     ap.add_argument("--experiments", nargs="*", help="default: every finished checkpoint")
-    ap.add_argument("--lm-summary", type=Path, default=Path("results/lm/pretrain.json"))
+    ap.add_argument("--lm-summary", type=Path, help="default: the summary of the LM params.yaml uses")
     ap.add_argument("--smooth", type=int, default=25, help="moving-average window in steps")
     ap.add_argument("--out", type=Path, default=Path("results/bench/recipe_curves.png"))
     args = ap.parse_args()
     names = args.experiments or sorted(p.parent.name for p in args.checkpoints.glob("*/train_log.csv"))
     if not names:
         raise SystemExit(f"no train_log.csv under {args.checkpoints}: train an experiment first")
-    text_only = math.log(json.loads(args.lm_summary.read_text())["heldout_perplexity"])
+    lm_summary = args.lm_summary or Path(pipeline.lm_summary(load_params(["params.yaml"])))
+    text_only = math.log(json.loads(lm_summary.read_text())["heldout_perplexity"])
     fig, (ce_ax, ctc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     summary = {}
     for name in names:

@@ -20,12 +20,14 @@ if PARAMS["audio_encoder"]["source"] == "bundled":
 
 
 if PARAMS["llm"]["source"] == "pretrain":
+    # Two phases, so that changing the second does not rerun the first: copy pretraining (pretrain_lm),
+    # then stretched first readings (stretch_lm) when llm.pretrain.stretch_phase.steps > 0.
 
     rule pretrain_lm:
         input:
             corpus=corpus_input(),
         output:
-            model=directory(PARAMS["llm"]["path"]),
+            model=directory(pipeline.lm_copy_phase_dir(PARAMS)),
             log_csv="results/lm/pretrain_log.csv",
             summary="results/lm/pretrain.json",
         log:
@@ -35,7 +37,11 @@ if PARAMS["llm"]["source"] == "pretrain":
         params:
             config=CONFIG_ARGS,
             trigger=json.dumps(
-                {"llm": PARAMS["llm"], "synth": PARAMS["corpus"]["synth"]}, sort_keys=True
+                {
+                    "llm": {**PARAMS["llm"], "pretrain": pipeline.copy_phase_settings(PARAMS)},
+                    "synth": PARAMS["corpus"]["synth"],
+                },
+                sort_keys=True,
             ),
         threads: THREADS
         resources:
@@ -46,6 +52,32 @@ if PARAMS["llm"]["source"] == "pretrain":
             " --corpus-dir {input.corpus:q} --out-dir {output.model:q} --log-csv {output.log_csv:q}"
             " --summary {output.summary:q} > {log:q} 2>&1"
 
+    if pipeline.has_stretch_phase(PARAMS):
+
+        rule stretch_lm:
+            input:
+                corpus=corpus_input(),
+                model=pipeline.lm_copy_phase_dir(PARAMS),
+            output:
+                model=directory(PARAMS["llm"]["path"]),
+                log_csv="results/lm/stretch_log.csv",
+                summary="results/lm/stretch.json",
+            log:
+                "logs/models/stretch_lm.log",
+            benchmark:
+                "logs/benchmarks/models/stretch_lm.tsv"
+            params:
+                config=CONFIG_ARGS,
+                trigger=json.dumps(PARAMS["llm"]["pretrain"]["stretch_phase"], sort_keys=True),
+            threads: THREADS
+            resources:
+                mem_mb=4000,
+                runtime=30,
+            shell:
+                "python workflow_scripts/stretch_lm.py --params {params.config} --threads {threads}"
+                " --corpus-dir {input.corpus:q} --model-dir {input.model:q} --out-dir {output.model:q}"
+                " --log-csv {output.log_csv:q} --summary {output.summary:q} > {log:q} 2>&1"
+
 
 if PARAMS["llm"]["source"] == "shipped":
 
@@ -54,22 +86,21 @@ if PARAMS["llm"]["source"] == "shipped":
             asset=PARAMS["llm"]["asset"],
         output:
             model=directory(PARAMS["llm"]["path"]),
-            log_csv="results/lm/pretrain_log.csv",
-            summary="results/lm/pretrain.json",
+            reports=[f"{pipeline.LM_REPORTS_DIR}/{name}" for name in pipeline.lm_report_names(PARAMS)],
         log:
             "logs/models/install_lm.log",
         benchmark:
             "logs/benchmarks/models/install_lm.tsv"
         params:
             config=CONFIG_ARGS,
+            reports_dir=lambda wildcards, output: Path(output.reports[0]).parent,
         threads: 1
         resources:
             mem_mb=1000,
             runtime=5,
         shell:
             "python workflow_scripts/install_lm.py --params {params.config} --asset-dir {input.asset:q}"
-            " --out-dir {output.model:q} --summary {output.summary:q} --log-csv {output.log_csv:q}"
-            " > {log:q} 2>&1"
+            " --out-dir {output.model:q} --reports-dir {params.reports_dir:q} > {log:q} 2>&1"
 
 
 if PARAMS["video_encoder"]["source"] == "pretrain":

@@ -1,6 +1,8 @@
 import math
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from avsr_sinks.lm import (
@@ -60,3 +62,25 @@ def test_copy_metric_reports_both_readings(tiny_lm_dir: Path) -> None:
     scores = copy_cross_entropy(llm, tok, SENTENCES[:3])
     assert set(scores) == {"first_reading_ce", "repeat_reading_ce"}
     assert all(math.isfinite(v) and v > 0 for v in scores.values())
+
+
+def test_stretch_phase_continues_the_copy_phase_lm(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from avsr_sinks.lm import LMPretrainConfig, StretchPhaseConfig, continue_stretched
+
+    phase = StretchPhaseConfig(steps=3, lr=1e-2, warmup_steps=1, seq_len=48, stretch_fraction=0.5, seed=1)
+    cfg = LMPretrainConfig(
+        seed=0, layers=2, hidden=32, heads=2, intermediate=64, seq_len=32, batch_size=4, steps=5, lr=1e-3,
+        warmup_steps=1, copy_fraction=1.0, stretch_phase=phase,
+    )  # fmt: skip
+    out = tmp_path / "lm"
+    summary = continue_stretched(cfg, tiny_lm_dir, SENTENCES, SENTENCES[:4], out, tmp_path / "log.csv")
+    assert math.isfinite(summary["heldout_perplexity"]) and summary["train_rows"] > 0
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 1 + phase.steps
+    before, after = load_file(tiny_lm_dir / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    assert (out / "tokenizer.json").read_bytes() == (tiny_lm_dir / "tokenizer.json").read_bytes()
+    with pytest.raises(ValueError, match="stretch_phase.steps is 0"):
+        no_phase = replace(cfg, stretch_phase=replace(phase, steps=0))
+        continue_stretched(no_phase, tiny_lm_dir, SENTENCES, [], out, tmp_path / "l")

@@ -1,4 +1,5 @@
-"""Write the shipped-LM asset (weights, tokenizer, reports, pinned hashes) from a pretrain_lm build."""
+"""Write the shipped-LM asset (weights, tokenizer, reports, pinned hashes) from a pretrain_lm/stretch_lm
+build."""
 
 import json
 from pathlib import Path
@@ -10,12 +11,11 @@ from avsr_sinks.lm_asset import write_asset
 def main() -> None:
     ap = cli.parser(__doc__)
     ap.add_argument("--model-dir", type=Path, required=True)
-    ap.add_argument("--summary", type=Path, required=True)
-    ap.add_argument("--log-csv", type=Path, required=True)
+    ap.add_argument("--reports-dir", type=Path, required=True, help="the build's summaries and logs")
     ap.add_argument("--asset-dir", type=Path, required=True)
     args = ap.parse_args()
     params = cli.start(args)
-    manifest = write_asset(params, args.model_dir, args.summary, args.log_csv, args.asset_dir)
+    manifest = write_asset(params, args.model_dir, args.reports_dir, args.asset_dir)
     print(json.dumps(manifest["sha256"], indent=2))
 
 

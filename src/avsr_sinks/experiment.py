@@ -13,9 +13,11 @@ from safetensors import safe_open
 
 from avsr_sinks.act import calibrate
 from avsr_sinks.augment import AugmentConfig
+from avsr_sinks.data.manifest import read_split
+from avsr_sinks.data.text import generate_text_corpus
 from avsr_sinks.grid import Experiment
 from avsr_sinks.io import load_safetensors
-from avsr_sinks.lm import LMPretrainConfig
+from avsr_sinks.lm import LMPretrainConfig, StretchPhaseConfig
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
 from avsr_sinks.pipeline import noise_probability
 from avsr_sinks.records import differences, eval_record, task_epochs, train_record, warm_start_sources
@@ -31,7 +33,27 @@ VIDEO_ENCODER_LORA = "video_encoder_lora.safetensors"
 
 def lm_pretrain_config(params: Mapping[str, Any]) -> LMPretrainConfig:
     p = params["llm"]["pretrain"]
-    return LMPretrainConfig(**{k: p[k] for k in LMPretrainConfig.__dataclass_fields__})
+    fields = {k: p[k] for k in LMPretrainConfig.__dataclass_fields__ if k != "stretch_phase"}
+    return LMPretrainConfig(**fields, stretch_phase=StretchPhaseConfig(**p["stretch_phase"]))
+
+
+def lm_pretraining_text(params: Mapping[str, Any], corpus_dir: Path) -> tuple[list[str], list[str]]:
+    """The LM's pretraining text (training transcripts, then generated sentences that are never a val or
+    test sentence) and its held-out sentences (the val transcripts)."""
+    splits = {
+        s: [u.transcript for u in read_split(corpus_dir, s, check_media=False)]
+        for s in ("train", "val", "test")
+    }
+    synth = params["corpus"]["synth"]
+    extra = generate_text_corpus(
+        seed=params["llm"]["pretrain"]["seed"],
+        n_sentences=params["llm"]["pretrain"]["extra_sentences"],
+        exclude=set(splits["val"]) | set(splits["test"]),
+        vocab_size=synth["vocab_size"],
+        min_words=synth["min_words"],
+        max_words=synth["max_words"],
+    )
+    return splits["train"] + extra, splits["val"]
 
 
 def model_config(

@@ -39,6 +39,18 @@ STRETCH_MAX_FILL = 4
 
 
 @dataclass(frozen=True)
+class StretchPhaseConfig:
+    """A second pretraining phase on stretched first readings (``continue_stretched``; 0 steps: none)."""
+
+    steps: int
+    lr: float
+    warmup_steps: int
+    seq_len: int
+    stretch_fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class LMPretrainConfig:
     seed: int
     layers: int
@@ -53,6 +65,7 @@ class LMPretrainConfig:
     copy_fraction: float  # share of sentences repeated in the packed text (0 = plain text)
     # share of the repeated sentences whose first reading is stretched (see pack_sentences; 0 = none)
     stretch_fraction: float = 0.0
+    stretch_phase: StretchPhaseConfig | None = None  # the second phase (None or 0 steps: none)
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
@@ -209,6 +222,62 @@ def build_llama(cfg: LMPretrainConfig, tokenizer: PreTrainedTokenizerFast) -> Ll
     return LlamaForCausalLM(config)
 
 
+def _train_steps(
+    model: LlamaForCausalLM,
+    data: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    warmup_steps: int,
+    batch_size: int,
+    seed: int,
+    log_path: Path,
+    desc: str,
+) -> float:
+    """Train on random batches of packed rows; write a per-step CSV log; return the last loss."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    schedule = get_cosine_schedule_with_warmup(optimizer, warmup_steps, steps)
+    log.info("%s: %.2fM parameters on %d packed rows", desc, model.num_parameters() / 1e6, len(data))
+    with atomic_path(log_path) as tmp_log, tmp_log.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "loss", "lr", "tokens_per_s"])
+        model.train()
+        for step in tqdm(range(1, steps + 1), desc=desc, mininterval=5):
+            tick = time.perf_counter()
+            rows = torch.randint(len(data), (batch_size,), generator=generator)
+            loss = model(input_ids=data[rows], labels=labels[rows]).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            rate = rows.numel() * data.shape[1] / (time.perf_counter() - tick)
+            writer.writerow([step, f"{loss.item():.5f}", f"{schedule.get_last_lr()[0]:.3e}", f"{rate:.0f}"])
+    return loss.item()
+
+
+def _save(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    heldout_sentences: Sequence[str],
+    out_dir: Path,
+    summary: dict[str, float],
+) -> dict[str, float]:
+    """Measure held-out perplexity and copying; save model and tokenizer to ``out_dir`` atomically."""
+    summary = {
+        "parameters": model.num_parameters(),
+        **summary,
+        "heldout_perplexity": perplexity(model, tokenizer, heldout_sentences),
+        **copy_cross_entropy(model, tokenizer, heldout_sentences[:100]),
+    }
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return summary
+
+
 def pretrain_lm(
     cfg: LMPretrainConfig,
     tokenizer: PreTrainedTokenizerFast,
@@ -226,35 +295,69 @@ def pretrain_lm(
     data, labels = pack_sentences(
         tokenizer, train_sentences, cfg.seq_len, cfg.copy_fraction, cfg.seed, cfg.stretch_fraction
     )
-    generator = torch.Generator().manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-    log.info("pretraining %.2fM parameters on %d packed rows", model.num_parameters() / 1e6, len(data))
     start = time.perf_counter()
-    with atomic_path(log_path) as tmp_log, tmp_log.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["step", "loss", "lr", "tokens_per_s"])
-        model.train()
-        for step in tqdm(range(1, cfg.steps + 1), desc="pretrain LM", mininterval=5):
-            tick = time.perf_counter()
-            rows = torch.randint(len(data), (cfg.batch_size,), generator=generator)
-            loss = model(input_ids=data[rows], labels=labels[rows]).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            rate = rows.numel() * data.shape[1] / (time.perf_counter() - tick)
-            writer.writerow([step, f"{loss.item():.5f}", f"{schedule.get_last_lr()[0]:.3e}", f"{rate:.0f}"])
-    summary = {
-        "parameters": model.num_parameters(),
-        "train_rows": len(data),
-        "final_loss": loss.item(),
-        "heldout_perplexity": perplexity(model, tokenizer, heldout_sentences),
-        **copy_cross_entropy(model, tokenizer, heldout_sentences[:100]),
-        "seconds": time.perf_counter() - start,
-    }
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    return summary
+    final_loss = _train_steps(
+        model,
+        data,
+        labels,
+        steps=cfg.steps,
+        lr=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        log_path=log_path,
+        desc="pretrain LM",
+    )
+    seconds = time.perf_counter() - start
+    return _save(
+        model,
+        tokenizer,
+        heldout_sentences,
+        out_dir,
+        {"train_rows": len(data), "final_loss": final_loss, "seconds": seconds},
+    )
+
+
+def continue_stretched(
+    cfg: LMPretrainConfig,
+    model_dir: Path,
+    train_sentences: Sequence[str],
+    heldout_sentences: Sequence[str],
+    out_dir: Path,
+    log_path: Path,
+) -> dict[str, float]:
+    """The second pretraining phase: continue the LM at ``model_dir`` on text whose repeats are read first
+    in the stretched shape of audio tokens (``cfg.stretch_phase``); save it to ``out_dir`` atomically.
+
+    Measured (README, Recipe): from scratch the LM does not learn to read stretched text, while an LM
+    that already copies from its prefix learns it in a few hundred steps.
+    """
+    phase = cfg.stretch_phase
+    if phase is None or phase.steps == 0:
+        raise ValueError("llm.pretrain.stretch_phase.steps is 0: there is no stretch phase to run")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    model = LlamaForCausalLM.from_pretrained(model_dir, attn_implementation="eager")
+    data, labels = pack_sentences(
+        tokenizer, train_sentences, phase.seq_len, cfg.copy_fraction, phase.seed, phase.stretch_fraction
+    )
+    start = time.perf_counter()
+    final_loss = _train_steps(
+        model,
+        data,
+        labels,
+        steps=phase.steps,
+        lr=phase.lr,
+        warmup_steps=phase.warmup_steps,
+        batch_size=cfg.batch_size,
+        seed=phase.seed,
+        log_path=log_path,
+        desc="stretch phase",
+    )
+    seconds = time.perf_counter() - start
+    return _save(
+        model,
+        tokenizer,
+        heldout_sentences,
+        out_dir,
+        {"train_rows": len(data), "final_loss": final_loss, "seconds": seconds},
+    )

@@ -6,8 +6,9 @@ produced. ``llm.source: shipped`` installs them after checking every file's hash
 built under the same LM and corpus settings as the current params; ``llm.source: pretrain`` rebuilds
 them with the same rule, and ``make lm-asset`` writes a new asset from such a build.
 
-Asset layout: the model folder's files, ``pretrain.json`` and ``pretrain_log.csv`` (the rule's summary and
-per-step log), and ``manifest.json`` holding the build settings and each file's SHA-256.
+Asset layout: the model folder's files, the build's reports (``pipeline.lm_report_names``: each phase's
+summary and per-step log, as the rules wrote them under ``results/lm``), and ``manifest.json`` holding
+the build settings and each file's SHA-256.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from avsr_sinks.io import atomic_path, sha256_file, write_json_atomic
+from avsr_sinks.pipeline import lm_report_names
 
 MANIFEST = "manifest.json"
-REPORTS = ("pretrain.json", "pretrain_log.csv")
 
 
 def build_settings(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,11 +36,18 @@ def build_settings(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_asset(
-    params: Mapping[str, Any], model_dir: Path, summary: Path, log_csv: Path, asset_dir: Path
+    params: Mapping[str, Any], model_dir: Path, reports_dir: Path, asset_dir: Path
 ) -> dict[str, Any]:
-    """Copy a ``pretrain_lm`` build into ``asset_dir`` (replaced whole) with its manifest."""
-    sources = {p.name: p for p in sorted(Path(model_dir).iterdir()) if p.is_file()}
-    sources.update({REPORTS[0]: Path(summary), REPORTS[1]: Path(log_csv)})
+    """Copy an LM build (``model_dir``, its reports in ``reports_dir``) into ``asset_dir``, replaced whole,
+    with its manifest."""
+    # dotfiles are the workflow's bookkeeping (Snakemake's .snakemake_timestamp), not the model
+    sources = {
+        p.name: p for p in sorted(Path(model_dir).iterdir()) if p.is_file() and not p.name.startswith(".")
+    }
+    for name in lm_report_names(params):
+        if not (Path(reports_dir) / name).is_file():
+            raise FileNotFoundError(f"{Path(reports_dir) / name}: report of the LM build is missing")
+        sources[name] = Path(reports_dir) / name
     with atomic_path(asset_dir) as tmp:
         tmp.mkdir(parents=True)
         for name, source in sources.items():
@@ -52,10 +60,9 @@ def write_asset(
     return manifest
 
 
-def install_asset(
-    params: Mapping[str, Any], asset_dir: Path, out_dir: Path, summary: Path, log_csv: Path
-) -> None:
-    """Check the shipped LM against its manifest and the current settings, then install it."""
+def install_asset(params: Mapping[str, Any], asset_dir: Path, out_dir: Path, reports_dir: Path) -> None:
+    """Check the shipped LM against its manifest and the current settings, then install the model into
+    ``out_dir`` and its reports into ``reports_dir``."""
     asset_dir = Path(asset_dir)
     manifest_path = asset_dir / MANIFEST
     if not manifest_path.is_file():
@@ -86,13 +93,18 @@ def install_asset(
                 f"{path}: SHA-256 {actual} differs from {digest} pinned in {manifest_path}; the file is "
                 "damaged or was changed: restore it from git or rebuild with llm.source: pretrain"
             )
+    reports = lm_report_names(params)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         for name in manifest["sha256"]:
-            if name not in REPORTS:
+            if name not in reports:
                 shutil.copy2(asset_dir / name, tmp / name)
-    write_json_atomic(
-        summary, {**json.loads((asset_dir / REPORTS[0]).read_text()), "installed_from": str(asset_dir)}
-    )
-    with atomic_path(log_csv) as tmp:
-        shutil.copy2(asset_dir / REPORTS[1], tmp)
+    for name in reports:
+        target = Path(reports_dir) / name
+        if name.endswith(".json"):
+            write_json_atomic(
+                target, {**json.loads((asset_dir / name).read_text()), "installed_from": str(asset_dir)}
+            )
+        else:
+            with atomic_path(target) as tmp:
+                shutil.copy2(asset_dir / name, tmp)
