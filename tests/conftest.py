@@ -49,3 +49,16 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lm")
     pretrain_lm(cfg, tokenizer, sentences, sentences[:5], root / "lm", root / "log.csv")
     return root / "lm"
+
+
+@pytest.fixture(scope="session")
+def ci_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A workspace after ``snakemake --cores 2 --configfile configs/ci.yaml``, once per session: the workflow,
+    report, DVC and cluster tests read it. Tests must not change it (copy it first), except for the
+    report, which only adds results/report.html."""
+    from tests.pipeline.workspace import make_workspace, snakemake
+
+    work = make_workspace(tmp_path_factory.mktemp("ci-run"))
+    result = snakemake(["--cores", "2", "--configfile", "configs/ci.yaml"], work, timeout=1800)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return work, result.stderr

@@ -55,9 +55,11 @@ def _file_hashes(paths: list[Path], work: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_push_wipe_pull_restores_every_file(ci_reference: Path, tmp_path: Path, s3_endpoint: str) -> None:
+def test_push_wipe_pull_restores_every_file(
+    ci_run: tuple[Path, str], tmp_path: Path, s3_endpoint: str
+) -> None:
     work = tmp_path / "work"
-    shutil.copytree(ci_reference, work, ignore=shutil.ignore_patterns(".snakemake"))
+    shutil.copytree(ci_run[0], work, ignore=shutil.ignore_patterns(".snakemake"))
     # DVC reads params.yaml alone: give it the ci configuration, and the stages generated from it.
     params = load_params([work / "params.yaml", work / "configs/ci.yaml"])
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
