@@ -1,7 +1,6 @@
 """Train the tokenizer and pretrain the embedded default's small Llama on text (never val/test sentences)."""
 
 import json
-from pathlib import Path
 
 from avsr_sinks import cli
 from avsr_sinks.experiment import lm_pretrain_config, lm_pretraining_text
@@ -10,11 +9,7 @@ from avsr_sinks.lm import pretrain_lm, train_tokenizer
 
 
 def main() -> None:
-    ap = cli.parser(__doc__)
-    ap.add_argument("--corpus-dir", type=Path, required=True)
-    ap.add_argument("--out-dir", type=Path, required=True)
-    ap.add_argument("--log-csv", type=Path, required=True)
-    ap.add_argument("--summary", type=Path, required=True)
+    ap = cli.model_build_parser(__doc__)
     args = ap.parse_args()
     params = cli.start(args)
     text, heldout = lm_pretraining_text(params, args.corpus_dir)

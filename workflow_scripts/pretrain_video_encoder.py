@@ -1,7 +1,6 @@
 """Pretrain the embedded default's video encoder on the synthetic training split (frame visemes)."""
 
 import json
-from pathlib import Path
 
 from avsr_sinks import cli
 from avsr_sinks.data.manifest import read_split
@@ -10,11 +9,7 @@ from avsr_sinks.video_pretrain import VideoPretrainConfig, pretrain_video_encode
 
 
 def main() -> None:
-    ap = cli.parser(__doc__)
-    ap.add_argument("--corpus-dir", type=Path, required=True)
-    ap.add_argument("--out-dir", type=Path, required=True)
-    ap.add_argument("--log-csv", type=Path, required=True)
-    ap.add_argument("--summary", type=Path, required=True)
+    ap = cli.model_build_parser(__doc__)
     args = ap.parse_args()
     params = cli.start(args)
     settings = params["video_encoder"]["pretrain"]

@@ -10,12 +10,8 @@ from avsr_sinks.lm import continue_stretched
 
 
 def main() -> None:
-    ap = cli.parser(__doc__)
-    ap.add_argument("--corpus-dir", type=Path, required=True)
+    ap = cli.model_build_parser(__doc__)
     ap.add_argument("--model-dir", type=Path, required=True, help="the LM of the first (copy) phase")
-    ap.add_argument("--out-dir", type=Path, required=True)
-    ap.add_argument("--log-csv", type=Path, required=True)
-    ap.add_argument("--summary", type=Path, required=True)
     args = ap.parse_args()
     params = cli.start(args)
     text, heldout = lm_pretraining_text(params, args.corpus_dir)

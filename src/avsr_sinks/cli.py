@@ -45,6 +45,17 @@ def checkpoint_parser(description: str) -> argparse.ArgumentParser:
     return ap
 
 
+def model_build_parser(description: str) -> argparse.ArgumentParser:
+    """``parser`` plus what a script that builds a model from the corpus writes: the model folder, its
+    per-step CSV log and its summary."""
+    ap = parser(description)
+    ap.add_argument("--corpus-dir", type=Path, required=True)
+    ap.add_argument("--out-dir", type=Path, required=True)
+    ap.add_argument("--log-csv", type=Path, required=True)
+    ap.add_argument("--summary", type=Path, required=True)
+    return ap
+
+
 def checkpoint_on_split(
     args: argparse.Namespace, params: dict[str, Any], split: str
 ) -> tuple[Experiment, FeatureDataset, AVSRModel]:
