@@ -1,5 +1,6 @@
 # Configuration and input functions: the only Python of the workflow.
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -13,7 +14,15 @@ from avsr_sinks.grid import build_grid, parse_name
 
 # params.yaml plus every --configfile overlay, in Snakemake's order. Our loader validates the merge and
 # names the file and key of each problem; Snakemake's own validate then checks its merged config too.
-CONFIG_FILES = ["params.yaml", *[str(f) for f in workflow.overwrite_configfiles]]
+# Snakemake makes the overlay paths absolute; inside the run folder they are kept relative, so that a
+# moved or copied run folder has the same params and nothing reruns.
+CONFIG_FILES = [
+    "params.yaml",
+    *[
+        os.path.relpath(f) if Path(f).is_relative_to(Path.cwd()) else str(f)
+        for f in workflow.overwrite_configfiles
+    ],
+]
 PARAMS = load_params(CONFIG_FILES)
 
 

@@ -1,5 +1,6 @@
 """A training job killed with SIGKILL under Snakemake resumes from its last saved state when the pipeline
-is rerun with ``--rerun-incomplete``, and ends with the weights of the uninterrupted ci run."""
+is rerun (``--unlock``, then ``--rerun-incomplete``), and ends with the weights of the uninterrupted
+ci run."""
 
 from __future__ import annotations
 
@@ -32,24 +33,28 @@ def _kill_after_second_save(work: Path) -> int:
     """Start Snakemake on the training target, SIGKILL its whole process group once the job has saved its
     state twice; the last saved step."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen(
-        ["snakemake", *CI, TARGET],
-        cwd=work,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with (work / "killed_run.log").open("w") as log:
+        process = subprocess.Popen(
+            ["snakemake", TARGET, *CI],  # the target first: --configfile takes every word after it
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     resume = work / pipeline.resume_dir(EXPERIMENT)
     deadline = time.monotonic() + 300
-    try:
-        while len(_saved_steps(resume)) < 2:
-            assert process.poll() is None, "the training job ended before it could be killed"
-            assert time.monotonic() < deadline, "no resume state after 300 s"
-            time.sleep(0.05)
-    finally:
+    while len(_saved_steps(resume)) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running = process.poll() is None
+    if running:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    process.wait()
+    assert running, (
+        f"Snakemake ended (exit {process.returncode}) before the training job saved twice: "
+        + (work / "killed_run.log").read_text()[-2000:]
+    )
+    assert len(_saved_steps(resume)) >= 2, "no second resume save after 300 s"
     return _saved_steps(resume)[-1]
 
 
@@ -63,7 +68,12 @@ def test_killed_training_resumes_under_snakemake(ci_run: tuple[Path, str], tmp_p
     saved = _kill_after_second_save(work)
     assert not (work / TARGET).exists(), "a killed training job left a checkpoint folder behind"
 
-    result = snakemake([*CI, "--rerun-incomplete", TARGET], work)
+    # A hard kill leaves Snakemake's lock behind: the next run says so and what to do (README, When
+    # things go wrong), and runs after --unlock.
+    locked = snakemake([TARGET, *CI, "--rerun-incomplete"], work)
+    assert locked.returncode != 0 and "--unlock" in locked.stderr, locked.stderr[-3000:]
+    assert snakemake([*CI, "--unlock"], work).returncode == 0
+    result = snakemake([TARGET, *CI, "--rerun-incomplete"], work)
     assert result.returncode == 0, result.stderr[-3000:]
     train_log = (work / f"logs/train/{EXPERIMENT}.log").read_text()
     assert f"from step {saved} of" in train_log, train_log[-2000:]
