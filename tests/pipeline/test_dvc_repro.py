@@ -4,42 +4,17 @@ decorr.lambda=...` reruns exactly the decorrelation experiments' chain and the t
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from avsr_sinks.config import load_params
-from avsr_sinks.dvcgen import render
-from tests.conftest import REPO
-from tests.pipeline.workspace import run
-
-
-def _git_dvc_repo(ci_work: Path, root: Path) -> Path:
-    """A git + DVC repository holding a copy of the ci run, with the ci overlay merged into params.yaml
-    (DVC reads params.yaml only) and dvc.yaml generated from it."""
-    work = root / "repo"
-    shutil.copytree(ci_work, work, symlinks=True, ignore=shutil.ignore_patterns(".snakemake", "logs"))
-    shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = load_params([work / "params.yaml", work / "configs/ci.yaml"])
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (work / "dvc.yaml").write_text(render(params))
-    for command in (
-        ["git", "init", "-q"],
-        ["dvc", "init", "-q"],
-        ["dvc", "commit", "--force", "-q"],  # `make dvc-commit`: record what Snakemake built
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "ci run"],
-    ):
-        result = run(command, work)
-        assert result.returncode == 0, f"{command}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
-    return work
+from tests.pipeline.workspace import git_dvc_repo, run
 
 
 @pytest.mark.slow
 def test_decorr_lambda_reruns_only_the_decorr_chain(ci_run: tuple[Path, str], tmp_path: Path) -> None:
-    work = _git_dvc_repo(ci_run[0], tmp_path)
+    work = git_dvc_repo(ci_run[0], tmp_path)
     status = run(["dvc", "status", "-q"], work)
     assert status.returncode == 0, f"the committed run is not up to date:\n{status.stdout}{status.stderr}"
     wer_before = (work / "results/tables/wer.csv").read_text()

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from avsr_sinks.config import load_params
+from avsr_sinks.dvcgen import render
 from tests.conftest import REPO
 
 WORKFLOW_FILES = (
@@ -45,3 +49,24 @@ def run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedP
 
 def snakemake(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     return run(["snakemake", *args], cwd, timeout)
+
+
+def git_dvc_repo(ci_work: Path, root: Path) -> Path:
+    """A git + DVC repository holding a copy of the ci run, with the ci overlay merged into params.yaml
+    (DVC reads params.yaml only), dvc.yaml generated from it and every output recorded by `dvc commit`."""
+    work = root / "repo"
+    shutil.copytree(ci_work, work, symlinks=True, ignore=shutil.ignore_patterns(".snakemake", "logs"))
+    shutil.copytree(REPO / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = load_params([work / "params.yaml", work / "configs/ci.yaml"])
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / "dvc.yaml").write_text(render(params))
+    for command in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "commit", "--force", "-q"],  # `make dvc-commit`: record what Snakemake built
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "ci run"],
+    ):
+        result = run(command, work)
+        assert result.returncode == 0, f"{command}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+    return work

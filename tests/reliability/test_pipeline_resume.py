@@ -1,6 +1,6 @@
-"""A training job killed with SIGKILL under Snakemake resumes from its last saved state when the pipeline
-is rerun (``--unlock``, then ``--rerun-incomplete``), and ends with the weights of the uninterrupted
-ci run."""
+"""A training job killed with SIGKILL under Snakemake or DVC resumes from its last saved state when the
+pipeline is rerun (Snakemake: ``--unlock``, then ``--rerun-incomplete``; DVC: ``dvc repro``), and ends with
+the weights of the uninterrupted ci run."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from avsr_sinks import pipeline
 from avsr_sinks.config import load_params
 from tests.conftest import REPO
-from tests.pipeline.workspace import snakemake
+from tests.pipeline.workspace import git_dvc_repo, run, snakemake
 
 EXPERIMENT = "asr-a16-baseline-s0"
 TARGET = f"results/checkpoints/{EXPERIMENT}"
@@ -38,13 +38,17 @@ def _second_save_done(resume: Path) -> bool:
     return bool(steps) and steps[-1] >= 2 * SAVE_EVERY
 
 
-def _kill_after_second_save(work: Path) -> int:
-    """Start Snakemake on the training target, SIGKILL its whole process group once the job has saved its
-    state twice; the last saved step."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def _kill_after_second_save(command: list[str], work: Path) -> int:
+    """Start the pipeline tool on the training target, SIGKILL its whole process group once the job has
+    saved its state twice; the last saved step."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+    }
     with (work / "killed_run.log").open("w") as log:
         process = subprocess.Popen(
-            ["snakemake", TARGET, *CI],  # the target first: --configfile takes every word after it
+            command,
             cwd=work,
             env=env,
             stdout=log,
@@ -60,7 +64,7 @@ def _kill_after_second_save(work: Path) -> int:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert running, (
-        f"Snakemake ended (exit {process.returncode}) before the training job saved twice: "
+        f"{command[0]} ended (exit {process.returncode}) before the training job saved twice: "
         + (work / "killed_run.log").read_text()[-2000:]
     )
     assert _second_save_done(resume), "no second resume save after 300 s"
@@ -74,7 +78,8 @@ def test_killed_training_resumes_under_snakemake(ci_run: tuple[Path, str], tmp_p
     shutil.copytree(reference, work, symlinks=True)
     shutil.rmtree(work / TARGET)
 
-    saved = _kill_after_second_save(work)
+    # the target first: --configfile takes every word after it
+    saved = _kill_after_second_save(["snakemake", TARGET, *CI], work)
     assert not (work / TARGET).exists(), "a killed training job left a checkpoint folder behind"
 
     # A hard kill leaves Snakemake's lock behind: the next run says so and what to do (README, When
@@ -88,6 +93,10 @@ def test_killed_training_resumes_under_snakemake(ci_run: tuple[Path, str], tmp_p
     assert f"from step {saved} of" in train_log, train_log[-2000:]
     assert not (work / pipeline.resume_dir(EXPERIMENT)).exists(), "resume state left after the checkpoint"
 
+    _assert_same_training(work, reference)
+
+
+def _assert_same_training(work: Path, reference: Path) -> None:
     got, want = (
         load_file(str(work / TARGET / "model.safetensors")),
         load_file(str(reference / TARGET / "model.safetensors")),
@@ -98,3 +107,24 @@ def test_killed_training_resumes_under_snakemake(ci_run: tuple[Path, str], tmp_p
         for root in (work, reference)
     ]
     pd.testing.assert_frame_equal(*steps)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_under_dvc_repro(ci_run: tuple[Path, str], tmp_path: Path) -> None:
+    reference = ci_run[0]
+    work = git_dvc_repo(reference, tmp_path)
+    stage = f"train_asr_baseline@{EXPERIMENT}"
+
+    # --force: DVC would otherwise restore the committed output instead of training
+    saved = _kill_after_second_save(["dvc", "repro", "--force", stage], work)
+    assert not (work / TARGET).exists(), "a killed training stage left a checkpoint folder behind"
+
+    # DVC's lock names the killed process, which no longer exists, so the rerun needs no unlocking.
+    result = run(["dvc", "repro", stage], work)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert f"from step {saved} of" in output, output[-2000:]
+    assert not (work / pipeline.resume_dir(EXPERIMENT)).exists(), "resume state left after the checkpoint"
+    _assert_same_training(work, reference)
+    status = run(["dvc", "status", stage], work)
+    assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr
