@@ -28,8 +28,8 @@ if PARAMS["llm"]["source"] == "pretrain":
             corpus=corpus_input(),
         output:
             model=directory(pipeline.lm_copy_phase_dir(PARAMS)),
-            log_csv="results/lm/pretrain_log.csv",
-            summary="results/lm/pretrain.json",
+            log_csv=pipeline.lm_phase_log("pretrain"),
+            summary=pipeline.lm_phase_summary("pretrain"),
         log:
             "logs/models/pretrain_lm.log",
         benchmark:
@@ -60,8 +60,8 @@ if PARAMS["llm"]["source"] == "pretrain":
                 model=pipeline.lm_copy_phase_dir(PARAMS),
             output:
                 model=directory(PARAMS["llm"]["path"]),
-                log_csv="results/lm/stretch_log.csv",
-                summary="results/lm/stretch.json",
+                log_csv=pipeline.lm_phase_log("stretch"),
+                summary=pipeline.lm_phase_summary("stretch"),
             log:
                 "logs/models/stretch_lm.log",
             benchmark:

@@ -169,25 +169,26 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
         lm_code = [f"{LIB}/lm.py", f"{LIB}/experiment.py", f"{LIB}/data/text.py"]
         stages["pretrain_lm"] = _stage(
             f"{PY}/pretrain_lm.py --params params.yaml --corpus-dir {corpus} --out-dir {copy_dir}"
-            " --log-csv results/lm/pretrain_log.csv --summary results/lm/pretrain.json",
+            f" --log-csv {pipeline.lm_phase_log('pretrain')}"
+            f" --summary {pipeline.lm_phase_summary('pretrain')}",
             deps=[*corpus_deps, "workflow_scripts/pretrain_lm.py", *lm_code],
             params=[
                 "llm.tokenizer_vocab_size",
                 *(f"llm.pretrain.{k}" for k in pipeline.copy_phase_settings(params)),
                 "corpus.synth",
             ],
-            outs=[copy_dir, {"results/lm/pretrain_log.csv": {"cache": False}}],
-            metrics=[{"results/lm/pretrain.json": {"cache": False}}],
+            outs=[copy_dir, {pipeline.lm_phase_log("pretrain"): {"cache": False}}],
+            metrics=[{pipeline.lm_phase_summary("pretrain"): {"cache": False}}],
         )
         if pipeline.has_stretch_phase(params):
             stages["stretch_lm"] = _stage(
                 f"{PY}/stretch_lm.py --params params.yaml --corpus-dir {corpus} --model-dir {copy_dir}"
-                f" --out-dir {llm['path']} --log-csv results/lm/stretch_log.csv"
-                " --summary results/lm/stretch.json",
+                f" --out-dir {llm['path']} --log-csv {pipeline.lm_phase_log('stretch')}"
+                f" --summary {pipeline.lm_phase_summary('stretch')}",
                 deps=[*corpus_deps, copy_dir, "workflow_scripts/stretch_lm.py", *lm_code],
                 params=["llm.pretrain.stretch_phase"],
-                outs=[llm["path"], {"results/lm/stretch_log.csv": {"cache": False}}],
-                metrics=[{"results/lm/stretch.json": {"cache": False}}],
+                outs=[llm["path"], {pipeline.lm_phase_log("stretch"): {"cache": False}}],
+                metrics=[{pipeline.lm_phase_summary("stretch"): {"cache": False}}],
             )
     video = params["video_encoder"]
     uses_video = any("video" in e.modalities for e in build_grid(params))

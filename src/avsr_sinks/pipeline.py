@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from avsr_sinks.data.noise import noise_condition
@@ -153,18 +154,31 @@ def copy_phase_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params["llm"]["pretrain"].items() if k != "stretch_phase"}
 
 
+def lm_phases(params: Mapping[str, Any]) -> list[str]:
+    """The LM's pretraining phases, in order: copy pretraining, then the stretch phase when it runs."""
+    return ["pretrain", "stretch"] if has_stretch_phase(params) else ["pretrain"]
+
+
+def lm_phase_summary(phase: str) -> str:
+    return f"{LM_REPORTS_DIR}/{phase}.json"
+
+
+def lm_phase_log(phase: str) -> str:
+    return f"{LM_REPORTS_DIR}/{phase}_log.csv"
+
+
 def lm_report_names(params: Mapping[str, Any]) -> list[str]:
-    """The LM build's reports under LM_REPORTS_DIR: the copy phase's summary and per-step log, then the
-    stretch phase's when it runs."""
-    names = ["pretrain.json", "pretrain_log.csv"]
-    if has_stretch_phase(params):
-        names += ["stretch.json", "stretch_log.csv"]
-    return names
+    """The LM build's reports under LM_REPORTS_DIR: each phase's summary and per-step log."""
+    return [
+        Path(report).name
+        for phase in lm_phases(params)
+        for report in (lm_phase_summary(phase), lm_phase_log(phase))
+    ]
 
 
 def lm_summary(params: Mapping[str, Any]) -> str:
     """The summary of the LM the pipeline uses (its last phase's)."""
-    return f"{LM_REPORTS_DIR}/{'stretch' if has_stretch_phase(params) else 'pretrain'}.json"
+    return lm_phase_summary(lm_phases(params)[-1])
 
 
 VIDEO_PRETRAIN_SUMMARY = "results/video_encoder/pretrain.json"
