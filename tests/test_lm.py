@@ -84,3 +84,34 @@ def test_stretch_phase_continues_the_copy_phase_lm(tiny_lm_dir: Path, tmp_path: 
     with pytest.raises(ValueError, match="stretch_phase.steps is 0"):
         no_phase = replace(cfg, stretch_phase=replace(phase, steps=0))
         continue_stretched(no_phase, tiny_lm_dir, SENTENCES, [], out, tmp_path / "l")
+
+
+def test_measuring_along_the_way_leaves_training_unchanged(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    """bench/lm_budget.py measures the LM between steps: the hook sees every step, and the weights come
+    out as without it."""
+    from safetensors.torch import load_file
+
+    from avsr_sinks.analysis import lm_phenomena
+    from avsr_sinks.lm import LMPretrainConfig, StretchPhaseConfig, continue_stretched
+
+    phase = StretchPhaseConfig(steps=3, lr=1e-2, warmup_steps=1, seq_len=48, stretch_fraction=0.5, seed=1)
+    cfg = LMPretrainConfig(
+        seed=0, layers=2, hidden=32, heads=2, intermediate=64, seq_len=32, batch_size=4, steps=5, lr=1e-3,
+        warmup_steps=1, copy_fraction=1.0, stretch_phase=phase,
+    )  # fmt: skip
+    _, tokenizer = load_llm(tiny_lm_dir)
+    seen = []
+
+    def measure(step: int, model) -> None:
+        seen.append(step)
+        lm_phenomena(model, tokenizer, SENTENCES[:2])
+        model.train()
+
+    runs = {}
+    for name, hook in (("plain", None), ("measured", measure)):
+        continue_stretched(
+            cfg, tiny_lm_dir, SENTENCES, SENTENCES[:4], tmp_path / name, tmp_path / f"{name}.csv", hook
+        )
+        runs[name] = load_file(tmp_path / name / "model.safetensors")
+    assert seen == [1, 2, 3]
+    assert all(torch.equal(runs["plain"][k], runs["measured"][k]) for k in runs["plain"])

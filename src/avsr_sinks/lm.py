@@ -11,7 +11,7 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,8 +238,10 @@ def _train_steps(
     plan: _Schedule,
     log_path: Path,
     desc: str,
+    on_step: Callable[[int, LlamaForCausalLM], None] | None = None,
 ) -> dict[str, float]:
-    """Train on random batches of packed rows, writing a per-step CSV log; what the run did."""
+    """Train on random batches of packed rows, writing a per-step CSV log; what the run did. ``on_step``
+    sees the model after each step (e.g. to measure it along the way; it must leave it in train mode)."""
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(plan.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -260,6 +262,8 @@ def _train_steps(
             optimizer.zero_grad(set_to_none=True)
             rate = rows.numel() * data.shape[1] / (time.perf_counter() - tick)
             writer.writerow([step, f"{loss.item():.5f}", f"{schedule.get_last_lr()[0]:.3e}", f"{rate:.0f}"])
+            if on_step is not None:
+                on_step(step, model)
     return {"train_rows": len(data), "final_loss": loss.item(), "seconds": time.perf_counter() - start}
 
 
@@ -290,6 +294,7 @@ def pretrain_lm(
     heldout_sentences: Sequence[str],
     out_dir: Path,
     log_path: Path,
+    on_step: Callable[[int, LlamaForCausalLM], None] | None = None,
 ) -> dict[str, float]:
     """Pretrain a small Llama on packed text; save model and tokenizer to ``out_dir`` atomically.
 
@@ -301,7 +306,7 @@ def pretrain_lm(
         tokenizer, train_sentences, cfg.seq_len, cfg.copy_fraction, cfg.seed, cfg.stretch_fraction
     )
     schedule = _Schedule(cfg.steps, cfg.lr, cfg.warmup_steps, cfg.batch_size, cfg.seed)
-    summary = _train_steps(model, data, labels, schedule, log_path, "pretrain LM")
+    summary = _train_steps(model, data, labels, schedule, log_path, "pretrain LM", on_step)
     return _save(model, tokenizer, heldout_sentences, out_dir, summary)
 
 
@@ -312,6 +317,7 @@ def continue_stretched(
     heldout_sentences: Sequence[str],
     out_dir: Path,
     log_path: Path,
+    on_step: Callable[[int, LlamaForCausalLM], None] | None = None,
 ) -> dict[str, float]:
     """The second pretraining phase: continue the LM at ``model_dir`` on text whose repeats are read first
     in the stretched shape of audio tokens (``cfg.stretch_phase``); save it to ``out_dir`` atomically.
@@ -328,5 +334,5 @@ def continue_stretched(
         tokenizer, train_sentences, phase.seq_len, cfg.copy_fraction, phase.seed, phase.stretch_fraction
     )
     schedule = _Schedule(phase.steps, phase.lr, phase.warmup_steps, cfg.batch_size, phase.seed)
-    summary = _train_steps(model, data, labels, schedule, log_path, "stretch phase")
+    summary = _train_steps(model, data, labels, schedule, log_path, "stretch phase", on_step)
     return _save(model, tokenizer, heldout_sentences, out_dir, summary)
