@@ -1,4 +1,4 @@
-"""Atomic outputs under SIGKILL: the corpus, features, training and evaluation stages are killed at
+"""Atomic outputs under SIGKILL: the corpus, features, training, evaluation and analysis stages are killed at
 seeded random moments; after each kill no final output exists unless it is complete and correct, and a
 rerun finishes with outputs equal to those of an uninterrupted run.
 
@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -115,6 +116,16 @@ def same_checkpoint(got: Path, ref: Path) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = pd.read_csv(got / "ckpt/train_log.csv").drop(columns="tokens_per_s")
     pd.testing.assert_frame_equal(log, pd.read_csv(ref / "ckpt/train_log.csv").drop(columns="tokens_per_s"))
+
+
+def same_analysis(got: Path, ref: Path) -> None:
+    assert json.loads((got / "analysis/metrics.json").read_text()) == json.loads(
+        (ref / "analysis/metrics.json").read_text()
+    )
+    with np.load(got / "analysis/arrays.npz") as a, np.load(ref / "analysis/arrays.npz") as b:
+        assert a.files == b.files
+        for key in a.files:  # NaN marks a per-layer curve with no value for that layer (e.g. layer 0)
+            assert np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f"), key
 
 
 def same_evaluation(got: Path, ref: Path) -> None:
@@ -214,12 +225,29 @@ def stages(inputs: dict[str, Path]) -> dict[str, Stage]:
             lambda out: [out / "clean.json", out / "clean.hyp.csv"],
             same_evaluation,
         ),
+        "analyze": Stage(
+            "analyze.py",
+            lambda out: [
+                *params,
+                "--experiment",
+                EXPERIMENT,
+                "--checkpoint",
+                str(root / "ref-train" / "ckpt"),
+                "--corpus-dir",
+                str(corpus),
+                f"--features=audio={root / 'ref-test-features' / 'features'}",
+                "--out-dir",
+                str(out / "analysis"),
+            ],  # fmt: skip
+            lambda out: [out / "analysis/metrics.json", out / "analysis/arrays.npz"],
+            same_analysis,
+        ),
         "test-features": Stage("extract_features.py", features_argv("test"), lambda out: [], same_features),
     }
 
 
-# Kills per stage: 22 in all.
-TRIALS = {"corpus": 5, "features": 5, "train": 7, "evaluate": 5}
+# Kills per stage: 25 in all.
+TRIALS = {"corpus": 5, "features": 5, "train": 7, "evaluate": 5, "analyze": 3}
 
 
 @pytest.mark.slow
@@ -227,7 +255,7 @@ def test_sigkill_at_random_moments_then_rerun(inputs: dict[str, Path]) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the tokenizer's threads do not survive a fork
     root, all_stages = inputs["root"], stages(inputs)
     durations = {}
-    for name in ("corpus", "features", "test-features", "train", "evaluate"):
+    for name in ("corpus", "features", "test-features", "train", "evaluate", "analyze"):
         stage = all_stages[name]
         durations[name] = run_to_end(stage.script, stage.argv(root / f"ref-{name}"))
     rng = random.Random(SEED)
