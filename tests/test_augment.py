@@ -74,3 +74,24 @@ def test_a_noisy_cache_missing_an_utterance_is_named() -> None:
         ValueError, match="noisy-cache: no noisy audio features for 1 training utterance.*e.g. b"
     ):
         augment.check_covers(["a", "b"])
+
+
+def test_time_mask_may_differ_per_task(tmp_path) -> None:
+    from avsr_sinks.config import ConfigError, load_params
+    from avsr_sinks.experiment import augment_config
+    from tests.conftest import REPO
+
+    overlay = tmp_path / "mask.yaml"
+    overlay.write_text("train:\n  augment:\n    time_mask_max_seconds: {asr: 0.2, vsr: 0.0, avsr: 0.3}\n")
+    params = load_params([REPO / "params.yaml", overlay])
+    assert [augment_config(params, t).time_mask_max_seconds for t in ("asr", "vsr", "avsr")] == [
+        0.2,
+        0.0,
+        0.3,
+    ]
+    overlay.write_text("train:\n  augment:\n    time_mask_max_seconds: 0.4\n")
+    params = load_params([REPO / "params.yaml", overlay])
+    assert {augment_config(params, t).time_mask_max_seconds for t in ("asr", "vsr", "avsr")} == {0.4}
+    overlay.write_text("train:\n  augment:\n    time_mask_max_seconds: {asr: 0.2}\n")
+    with pytest.raises(ConfigError, match="time_mask_max_seconds"):
+        load_params([REPO / "params.yaml", overlay])

@@ -19,8 +19,14 @@ from avsr_sinks.grid import Experiment
 from avsr_sinks.io import load_safetensors
 from avsr_sinks.lm import LMPretrainConfig, StretchPhaseConfig
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
-from avsr_sinks.pipeline import noise_probability
-from avsr_sinks.records import differences, eval_record, task_epochs, train_record, warm_start_sources
+from avsr_sinks.records import (
+    differences,
+    eval_record,
+    task_augment,
+    task_epochs,
+    train_record,
+    warm_start_sources,
+)
 from avsr_sinks.train import TrainConfig
 
 # Optional files of a checkpoint folder (avsr_sinks.llama_avsr_import writes them). The rows of the LLM's
@@ -102,9 +108,10 @@ def train_config(params: Mapping[str, Any], experiment: Experiment) -> TrainConf
 
 
 def augment_config(params: Mapping[str, Any], task: str) -> AugmentConfig:
+    augment = task_augment(params, task)
     return AugmentConfig(
-        noise_probability=noise_probability(params, task),
-        time_mask_max_seconds=params["train"]["augment"]["time_mask_max_seconds"],
+        noise_probability=augment["noise"]["probability"],
+        time_mask_max_seconds=augment["time_mask_max_seconds"],
     )
 
 

@@ -40,14 +40,22 @@ def train_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str,
 
 
 def task_augment(params: Mapping[str, Any], task: str) -> dict[str, Any]:
-    """train.augment as it applies to one task (the noisy view's share resolved; none without audio)."""
+    """train.augment as it applies to one task: the noisy view's share (none without audio) and the time
+    mask resolved from their per-task forms."""
     augment = params["train"]["augment"]
     probability = augment["noise"]["probability"]
     if task == "vsr":
         probability = 0.0
     elif isinstance(probability, Mapping):
         probability = probability[task]
-    return {**augment, "noise": {**augment["noise"], "probability": probability}}
+    mask = augment["time_mask_max_seconds"]
+    if isinstance(mask, Mapping):
+        mask = mask[task]
+    return {
+        **augment,
+        "noise": {**augment["noise"], "probability": probability},
+        "time_mask_max_seconds": mask,
+    }
 
 
 def task_epochs(params: Mapping[str, Any], task: str) -> int:
