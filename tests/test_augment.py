@@ -92,6 +92,6 @@ def test_time_mask_may_differ_per_task(tmp_path) -> None:
     overlay.write_text("train:\n  augment:\n    time_mask_max_seconds: 0.4\n")
     params = load_params([REPO / "params.yaml", overlay])
     assert {augment_config(params, t).time_mask_max_seconds for t in ("asr", "vsr", "avsr")} == {0.4}
-    overlay.write_text("train:\n  augment:\n    time_mask_max_seconds: {asr: 0.2}\n")
+    overlay.write_text("train:\n  augment:\n    time_mask_max_seconds: {asr: 0.2, avr: 0.2}\n")  # a typo
     with pytest.raises(ConfigError, match="time_mask_max_seconds"):
         load_params([REPO / "params.yaml", overlay])
