@@ -39,28 +39,25 @@ def train_record(params: Mapping[str, Any], experiment: Experiment) -> dict[str,
     }
 
 
+def for_task(value: Any, task: str) -> Any:
+    """A setting given once for every task, or per task ({asr: ..., vsr: ..., avsr: ...})."""
+    return value[task] if isinstance(value, Mapping) else value
+
+
 def task_augment(params: Mapping[str, Any], task: str) -> dict[str, Any]:
     """train.augment as it applies to one task: the noisy view's share (none without audio) and the time
     mask resolved from their per-task forms."""
     augment = params["train"]["augment"]
-    probability = augment["noise"]["probability"]
-    if task == "vsr":
-        probability = 0.0
-    elif isinstance(probability, Mapping):
-        probability = probability[task]
-    mask = augment["time_mask_max_seconds"]
-    if isinstance(mask, Mapping):
-        mask = mask[task]
+    probability = 0.0 if task == "vsr" else for_task(augment["noise"]["probability"], task)
     return {
         **augment,
         "noise": {**augment["noise"], "probability": probability},
-        "time_mask_max_seconds": mask,
+        "time_mask_max_seconds": for_task(augment["time_mask_max_seconds"], task),
     }
 
 
 def task_epochs(params: Mapping[str, Any], task: str) -> int:
-    epochs = params["train"]["epochs"]
-    return epochs[task] if isinstance(epochs, Mapping) else epochs
+    return for_task(params["train"]["epochs"], task)
 
 
 def warm_start_sources(params: Mapping[str, Any], experiment: Experiment) -> list[Experiment]:

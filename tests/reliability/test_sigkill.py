@@ -165,6 +165,12 @@ def stages(inputs: dict[str, Path]) -> dict[str, Stage]:
             "--out-dir", str(out / "features"),
         ]  # fmt: skip
 
+    # evaluation and analysis read the uninterrupted run's checkpoint on the test features
+    reading_checkpoint = [
+        *params, "--experiment", EXPERIMENT, "--checkpoint", str(root / "ref-train" / "ckpt"),
+        "--corpus-dir", str(corpus), f"--features=audio={root / 'ref-test-features' / 'features'}",
+    ]  # fmt: skip
+
     return {
         "corpus": Stage(
             "make_corpus.py",
@@ -207,14 +213,7 @@ def stages(inputs: dict[str, Path]) -> dict[str, Stage]:
         "evaluate": Stage(
             "evaluate.py",
             lambda out: [
-                *params,
-                "--experiment",
-                EXPERIMENT,
-                "--checkpoint",
-                str(root / "ref-train" / "ckpt"),
-                "--corpus-dir",
-                str(corpus),
-                f"--features=audio={root / 'ref-test-features' / 'features'}",
+                *reading_checkpoint,
                 "--condition",
                 "clean",
                 "--out-json",
@@ -228,14 +227,7 @@ def stages(inputs: dict[str, Path]) -> dict[str, Stage]:
         "analyze": Stage(
             "analyze.py",
             lambda out: [
-                *params,
-                "--experiment",
-                EXPERIMENT,
-                "--checkpoint",
-                str(root / "ref-train" / "ckpt"),
-                "--corpus-dir",
-                str(corpus),
-                f"--features=audio={root / 'ref-test-features' / 'features'}",
+                *reading_checkpoint,
                 "--out-dir",
                 str(out / "analysis"),
             ],  # fmt: skip
