@@ -1,8 +1,8 @@
 """`make reproduce` on the embedded default: its 2-core wall time, estimated from the per-job times that
 Snakemake's ``benchmark:`` files measured, or measured for real with ``--run-end-to-end``.
 
-The estimate takes the job plan of a dry run from scratch (the checkout's own folder, where no result
-exists), gives every job the time of its benchmark file under ``--root`` (files found by glob in
+The estimate takes the job plan of a dry run from scratch (``--forceall`` in the checkout's own folder),
+gives every job the time of its benchmark file under ``--root`` (files found by glob in
 ``logs/benchmarks`` and ``results/benchmarks``), a job without one the median of the measured jobs of
 its rule and task (else of its rule), and schedules the plan on 2 cores, longest ready job first, each
 job holding its threads. The measured times were taken with other jobs running beside them, so they
@@ -10,9 +10,12 @@ already carry the contention of a 2-core run.
 
 ``--run-end-to-end`` runs ``make clean-results`` and ``make reproduce CORES=2`` in ``--root`` (which
 removes that folder's results/ and logs/) and records the wall time and the peak resident memory of the
-largest process. Budget: under 60 minutes.
+largest process; the stage table is then read from that run's benchmark files. ``--measured-run FILE``
+carries the measured run of an earlier ``--run-end-to-end`` JSON, so the stage table can be redone from
+the same run's benchmark files without spending its hours again. Budget: under 60 minutes.
 
-    python bench/end_to_end.py [--root .] [--run-end-to-end] [--out results/bench/end_to_end.json]
+    python bench/end_to_end.py [--root .] [--run-end-to-end | --measured-run FILE]
+        [--out results/bench/end_to_end.json]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import heapq
+import json
 import logging
 import resource
 import statistics
@@ -150,16 +154,39 @@ def run_for_real(root: Path, cores: int) -> dict[str, Any]:
     return {"wall_s": seconds, "peak_process_rss_mb": peak_mb, "cores": cores}
 
 
+def earlier_measured_run(path: Path, root: Path) -> dict[str, Any]:
+    """The measured run recorded in ``path``, which must be a --run-end-to-end result for ``root``."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SystemExit(f"--measured-run {path}: cannot read it as JSON ({err})") from err
+    run = earlier.get("figures", {}).get("measured_run")
+    if not run:
+        raise SystemExit(f"--measured-run {path}: it holds no measured run (made without --run-end-to-end)")
+    if Path(earlier.get("inputs", {}).get("root", "")) != root.resolve():
+        raise SystemExit(
+            f"--measured-run {path}: it measured {earlier.get('inputs', {}).get('root')}, not --root {root}"
+        )
+    return run
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path("."), help="the run whose benchmark files are read")
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--run-end-to-end", action="store_true", help="run `make reproduce` for real in --root")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--run-end-to-end", action="store_true", help="run `make reproduce` for real in --root")
+    mode.add_argument(
+        "--measured-run", type=Path, help="an earlier end_to_end.json whose measured run of --root to report"
+    )
     ap.add_argument("--quick", action="store_true", help="accepted for make bench; the estimate is quick")
     ap.add_argument("--out", type=Path, default=Path("results/bench/end_to_end.json"))
     args = ap.parse_args()
-    plan = dry_run(REPO, cores=args.cores)
+    measured_run = earlier_measured_run(args.measured_run, args.root) if args.measured_run else None
+    plan = dry_run(REPO, cores=args.cores, forceall=True)
+    if args.run_end_to_end:
+        measured_run = run_for_real(args.root, args.cores)
     measured = read_benchmarks(args.root)
     times = job_times(plan.jobs, measured)
     wall = schedule(plan.jobs, times, args.cores)
@@ -185,9 +212,9 @@ def main() -> None:
         note += (
             f"; {len(figures['jobs_unmeasured'])} job(s) of unmeasured stages counted as 0 s (a lower bound)"
         )
-    if args.run_end_to_end:
-        figures["measured_run"] = run_for_real(args.root, args.cores)
-        value, note = figures["measured_run"]["wall_s"] / 60, "measured `make reproduce`"
+    if measured_run:
+        figures["measured_run"] = measured_run
+        value, note = measured_run["wall_s"] / 60, "measured `make reproduce`"
     budgets = [
         budget(
             "make reproduce wall time (embedded default, 2 cores)", value, BUDGET_MINUTES, "max", "min", note

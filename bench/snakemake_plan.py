@@ -70,9 +70,14 @@ def parse_plan(text: str) -> list[PlannedJob]:
     return list(jobs.values())
 
 
-def dry_run(workdir: Path, configfiles: list[str] | None = None, cores: int = 2) -> DryRun:
-    """Run ``snakemake -n`` in ``workdir`` and return its time and plan; a failing run is an error."""
-    cmd = ["snakemake", "-n", "--cores", str(cores)]
+def dry_run(
+    workdir: Path, configfiles: list[str] | None = None, cores: int = 2, forceall: bool = False
+) -> DryRun:
+    """Run ``snakemake -n`` in ``workdir`` and return its time and plan; a failing run is an error.
+
+    ``forceall``: the plan of a run from scratch, whatever results the folder already holds.
+    """
+    cmd = ["snakemake", "-n", "--cores", str(cores)] + (["--forceall"] if forceall else [])
     if configfiles:
         cmd += ["--configfile", *configfiles]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
