@@ -61,10 +61,13 @@ lm-asset: setup
 
 # Speed and memory figures of bench/ into results/bench/*.json and results/bench/summary.md (about 15
 # minutes on 2 cores). BENCH_ROOT: the finished run whose data/ and benchmark files are read;
-# BENCH_QUICK=1: a smoke run of every benchmark (under a minute of measuring; no figures).
+# BENCH_QUICK=1: a smoke run of every benchmark (under a minute of measuring; no figures);
+# BENCH_MEASURED_RUN: the end_to_end.json of a real `make reproduce` of BENCH_ROOT
+# (`python bench/end_to_end.py --root <run> --run-end-to-end`), reported instead of the estimate.
 BENCH_ROOT ?= .
 bench: setup
-	python bench/run_all.py --root $(BENCH_ROOT) $(if $(BENCH_QUICK),--quick)
+	python bench/run_all.py --root $(BENCH_ROOT) $(if $(BENCH_QUICK),--quick) \
+		$(if $(BENCH_MEASURED_RUN),--measured-run $(BENCH_MEASURED_RUN))
 
 clean-results:
 	rm -rf results logs .snakemake/incomplete

@@ -7,6 +7,8 @@ peak measured in the same run, the decorrelation loss's overhead, and cached aga
   torch's FlopCounterMode on one step, and where the time goes (torch.profiler, top operators);
 - decorrelation: the same step with + lambda x decorrelation loss, alternating with the plain step on
   the same batches (budget: ratio at most 1.05);
+- batch scaling: the MFU of steps on batches of 1, 2, 4 and 8 times train.max_frames, to show how much
+  of the gap to the peak is the small batch;
 - feature cache: a step fed from the feature cache against a step that first reads the audio and runs
   the frozen Whisper encoder online, alternating; one epoch's time is the median step times the
   epoch's batch count (budget: cached at least 2x faster).
@@ -107,23 +109,31 @@ class StepBench:
         return int(assembled.attention_mask.sum())
 
 
-def step_efficiency(bench: StepBench, peak_size: int, repeats: int, profiled_steps: int) -> dict[str, Any]:
-    """Step throughput and MFU on one batch, each step timed beside a peak-size matmul.
+def paired_mfu(bench: StepBench, batch: Mapping[str, list], peak_size: int, repeats: int) -> dict[str, Any]:
+    """Steps on ``batch``, each timed beside a peak-size matmul: FLOPs and tokens of a step, the step
+    times, the matmul times and the MFU of each pair.
 
     On a shared machine the available compute drifts within seconds; the MFU of each (step, matmul)
     pair compares the two under the same load, and the figure is the median over pairs.
     """
-    batch = bench.batch(0)
     with FlopCounterMode(display=False) as counter:
         tokens = bench.step(batch)  # also the warm-up
     flops = counter.get_total_flops()
     a, b = torch.randn(peak_size, peak_size), torch.randn(peak_size, peak_size)
     samples = interleaved({"step": lambda _i: bench.step(batch), "matmul": lambda _i: a @ b}, repeats)
-    matmul_flops = 2 * peak_size**3
     pair_mfu = [
-        (flops / step_s) / (matmul_flops / mm_s)
+        (flops / step_s) / (2 * peak_size**3 / mm_s)
         for step_s, mm_s in zip(samples["step"], samples["matmul"], strict=True)
     ]
+    return {"tokens": tokens, "flops": flops, "samples": samples, "pair_mfu": pair_mfu}
+
+
+def step_efficiency(bench: StepBench, peak_size: int, repeats: int, profiled_steps: int) -> dict[str, Any]:
+    """Step throughput and MFU on one batch (paired_mfu), and where the step's CPU time goes."""
+    batch = bench.batch(0)
+    paired = paired_mfu(bench, batch, peak_size, repeats)
+    tokens, flops = paired["tokens"], paired["flops"]
+    samples, pair_mfu = paired["samples"], paired["pair_mfu"]
     step_s = spread(samples["step"])["median_s"]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(profiled_steps):
@@ -147,6 +157,31 @@ def step_efficiency(bench: StepBench, peak_size: int, repeats: int, profiled_ste
             {"op": e.key, "self_cpu_share": e.self_cpu_time_total / total_us, "calls": e.count} for e in top
         ],
     }
+
+
+def batch_scaling(
+    bench: StepBench, factors: Sequence[int], peak_size: int, repeats: int
+) -> list[dict[str, Any]]:
+    """MFU (paired_mfu) of steps on batches of ``factor`` x the frame budget, the sampler's first batches
+    joined: how much of the gap to the peak larger batches close."""
+    rows = []
+    for factor in factors:
+        if factor > len(bench.epoch_batches):
+            break
+        joined = [j for batch in bench.epoch_batches[:factor] for j in batch]
+        paired = paired_mfu(bench, collate_features([bench.dataset[j] for j in joined]), peak_size, repeats)
+        step = spread(paired["samples"]["step"])
+        rows.append(
+            {
+                "max_frames": factor * bench.cfg.max_frames,
+                "utterances": len(joined),
+                "tokens_per_step": paired["tokens"],
+                "step": step,
+                "tokens_per_s": paired["tokens"] / step["median_s"],
+                "mfu": statistics.median(paired["pair_mfu"]),
+            }
+        )
+    return rows
 
 
 def decorrelation_overhead(bench: StepBench, repeats: int) -> dict[str, Any]:
@@ -224,6 +259,9 @@ def main() -> None:
         figures["batch_assembly_s"] = timed(lambda: bench.batch(0))
         figures["step"] = step_efficiency(bench, peak["size"], repeats, 1 if args.quick else 3)
         figures["decorrelation"] = decorrelation_overhead(bench, repeats)
+        figures["batch_scaling"] = batch_scaling(
+            bench, [1, 2] if args.quick else [1, 2, 4, 8], peak["size"], max(1, repeats // 2)
+        )
         figures["feature_cache"] = feature_cache_speedup(bench, args.root, max(1, repeats // 2))
         budgets += [
             budget("training step MFU", figures["step"]["mfu"], 0.20, "min", "fraction of matmul peak"),
