@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import resource
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,13 @@ def parse_plan(text: str) -> list[PlannedJob]:
     return list(jobs.values())
 
 
+def snakemake_command() -> str:
+    """The snakemake installed beside this interpreter (the project's .venv, whether or not it is on
+    PATH), else whichever PATH finds."""
+    beside = Path(sys.executable).parent / "snakemake"
+    return str(beside) if beside.exists() else "snakemake"
+
+
 def dry_run(
     workdir: Path, configfiles: list[str] | None = None, cores: int = 2, forceall: bool = False
 ) -> DryRun:
@@ -77,7 +85,7 @@ def dry_run(
 
     ``forceall``: the plan of a run from scratch, whatever results the folder already holds.
     """
-    cmd = ["snakemake", "-n", "--cores", str(cores)] + (["--forceall"] if forceall else [])
+    cmd = [snakemake_command(), "-n", "--cores", str(cores)] + (["--forceall"] if forceall else [])
     if configfiles:
         cmd += ["--configfile", *configfiles]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
