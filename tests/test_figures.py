@@ -12,9 +12,12 @@ from avsr_sinks.capture import write_analysis
 from avsr_sinks.model import Segment
 from avsr_sinks.report.figures import (
     METHOD_COLOURS,
+    draw_all,
+    method_panels_figure,
     segment_spans,
     sink_count_figure,
     sink_figure,
+    topk_by_method_figure,
     topk_figure,
 )
 from tests.test_analysis_sinks import LABELS, SEGMENTS, batch, utterance
@@ -44,6 +47,27 @@ def test_every_figure_draws_from_the_arrays(analysed: Path, tmp_path: Path) -> N
     check_written(
         *sink_count_figure({"decorr": analysed, "baseline": analysed, "act": analysed}, figures / "c")
     )
+
+
+def test_methods_of_a_setting_are_drawn_side_by_side(analysed: Path, tmp_path: Path) -> None:
+    by_method = {"act": analysed, "baseline": analysed}
+    check_written(*method_panels_figure(by_method, tmp_path / "panels", "setting"))
+    check_written(*topk_by_method_figure(by_method, tmp_path / "topk", "setting"))
+    with pytest.raises(ValueError, match="methods must be some of"):
+        method_panels_figure({"ctc": analysed}, tmp_path / "bad", "setting")
+
+
+def test_draw_all_gives_every_experiment_and_setting_its_figures(analysed: Path, tmp_path: Path) -> None:
+    decorr = tmp_path / "analysis" / "avsr-a16v5-decorr-s0" / "arrays.npz"
+    decorr.parent.mkdir(parents=True)
+    decorr.write_bytes(analysed.read_bytes())
+    written = draw_all([analysed, decorr], tmp_path / "figures")
+    stems = {p.stem for p in written}
+    assert stems == {
+        *(f"avsr-a16v5-{m}-s0-{kind}" for m in ("baseline", "decorr") for kind in ("sinks", "topk")),
+        *(f"avsr-a16v5-s0-{kind}" for kind in ("sink-counts", "methods", "topk-by-method")),
+    }
+    assert {p.suffix for p in written} == {".png", ".pdf"} and len(written) == 2 * len(stems)
 
 
 def test_large_hidden_state_is_pooled_and_missing_sinks_are_drawn(tmp_path: Path) -> None:

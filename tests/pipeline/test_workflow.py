@@ -150,7 +150,12 @@ def test_report_is_self_contained_with_captions(ci_run: tuple[Path, str]) -> Non
     for caption, words in captions.items():
         assert words in (work / f"rules/captions/{caption}.rst").read_text().replace("\n", " ")
         assert words in html, f"the caption of {caption} is missing from the report"
-    for figure in ("asr-a16-baseline-s0-sinks.png", "avsr-a16v5-s0-sink-counts.png"):
+    for figure in (
+        "asr-a16-baseline-s0-sinks.png",
+        "avsr-a16v5-s0-sink-counts.png",
+        "avsr-a16v5-s0-methods.png",
+        "avsr-a16v5-s0-topk-by-method.png",
+    ):
         assert figure in html
     loads = re.findall(r"""<(?:script|img|link|iframe)[^>]+(?:src|href)=["']https?://[^"']+""", html)
     assert not loads, f"the report loads {loads} from the network"

@@ -6,6 +6,9 @@ written by ``avsr_sinks.analysis.write_analysis``), so they are redrawn without 
   intermediate sink and a non-sink token.
 - ``topk_figure``: the top-1/2/3 magnitudes and the median per layer, with the massive thresholds.
 - ``sink_count_figure``: BOS sink share and intermediate sink count per layer, one bar per method.
+- ``method_panels_figure``: the three panels of one setting's methods, one row per method, so baseline,
+  decorrelation and ACT are read side by side on the same utterance.
+- ``topk_by_method_figure``: the top-1 magnitude and the median per layer, one colour per method.
 
 Each writes ``<out>.png`` and ``<out>.pdf`` atomically. Drawing goes through matplotlib's object API on
 Agg canvases, so no pyplot state is shared between figures or with the caller.
@@ -245,10 +248,7 @@ def sink_count_figure(
     arrays_by_method: Mapping[str, PathLike], out: PathLike, title: str = "Attention sinks per layer"
 ) -> tuple[Path, Path]:
     """BOS sink share and intermediate sink count per layer, one bar per method -> (png, pdf)."""
-    unknown = sorted(set(arrays_by_method) - set(METHOD_COLOURS))
-    if unknown or not arrays_by_method:
-        raise ValueError(f"methods must be some of {list(METHOD_COLOURS)}, got {list(arrays_by_method)}")
-    methods = [m for m in METHOD_COLOURS if m in arrays_by_method]
+    methods = _ordered_methods(arrays_by_method)
     data = {m: load_arrays(arrays_by_method[m], COUNT_KEYS) for m in methods}
     depths = {m: len(d["bos_sink_share"]) for m, d in data.items()}
     if len(set(depths.values())) != 1:
@@ -275,10 +275,64 @@ def sink_count_figure(
     return _save(fig, out)
 
 
+def _ordered_methods(arrays_by_method: Mapping[str, PathLike]) -> list[str]:
+    unknown = sorted(set(arrays_by_method) - set(METHOD_COLOURS))
+    if unknown or not arrays_by_method:
+        raise ValueError(f"methods must be some of {list(METHOD_COLOURS)}, got {list(arrays_by_method)}")
+    return [m for m in METHOD_COLOURS if m in arrays_by_method]
+
+
+def method_panels_figure(
+    arrays_by_method: Mapping[str, PathLike], out: PathLike, title: str
+) -> tuple[Path, Path]:
+    """The paper's three panels for each method of one setting, a row per method -> (png, pdf)."""
+    methods = _ordered_methods(arrays_by_method)
+    fig = Figure(figsize=(19, 5.6 * len(methods)))
+    fig.subplots_adjust(wspace=0.38, hspace=0.45)
+    for row, method in enumerate(methods):
+        a = load_arrays(arrays_by_method[method], SINK_KEYS)
+        axes = (
+            fig.add_subplot(len(methods), 3, 3 * row + 1),
+            fig.add_subplot(len(methods), 3, 3 * row + 2, projection="3d"),
+            fig.add_subplot(len(methods), 3, 3 * row + 3),
+        )
+        _attention_panel(fig, axes[0], a)
+        _hidden_panel(axes[1], a)
+        _cosine_panel(axes[2], a)
+        for ax in axes:
+            ax.set_title(f"{method}: {ax.get_title()}", color=METHOD_COLOURS[method])
+    fig.suptitle(title)
+    return _save(fig, out)
+
+
+def topk_by_method_figure(
+    arrays_by_method: Mapping[str, PathLike], out: PathLike, title: str
+) -> tuple[Path, Path]:
+    """Top-1 |h| (solid) and the median (dashed) of each layer's output, one colour per method."""
+    methods = _ordered_methods(arrays_by_method)
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.add_subplot()
+    floor = 1e-6  # a log axis cannot show 0
+    for method in methods:
+        a = load_arrays(arrays_by_method[method], TOPK_KEYS)
+        layers = np.arange(a["topk"].shape[0])
+        colour = METHOD_COLOURS[method]
+        ax.plot(layers, np.maximum(a["topk"][:, 0], floor), marker="o", color=colour, label=f"{method} top-1")
+        ax.plot(layers, np.maximum(a["median"], floor), ls="--", color=colour, label=f"{method} median")
+        ax.set_xticks(layers)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("|h| of the layer output (a.u., log scale)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, out)
+
+
 def draw_all(arrays_files: Sequence[PathLike], out_dir: PathLike) -> list[Path]:
     """Every figure of a run from its analyses (``results/analysis/<experiment>/arrays.npz``): per
-    experiment the three-panel figure and the top-k magnitudes, and per (task, rates, seed) the sink
-    counts of its methods side by side. Returns the files written."""
+    experiment the three-panel figure and the top-k magnitudes, and per (task, rates, seed) its methods
+    side by side: sink counts, the three panels a row per method, and top-1 magnitudes. Returns the
+    files written."""
     out_dir = Path(out_dir)
     written: list[Path] = []
     groups: dict[str, dict[str, Path]] = {}
@@ -292,6 +346,10 @@ def draw_all(arrays_files: Sequence[PathLike], out_dir: PathLike) -> list[Path]:
         ordered = {m: by_method[m] for m in METHOD_COLOURS if m in by_method}
         title = f"Attention sinks per layer: {setting}"
         written += sink_count_figure(ordered, out_dir / f"{setting}-sink-counts", title=title)
+        title = f"Attention sinks and massive activations by method: {setting}"
+        written += method_panels_figure(ordered, out_dir / f"{setting}-methods", title)
+        title = f"Largest activation per layer by method: {setting}"
+        written += topk_by_method_figure(ordered, out_dir / f"{setting}-topk-by-method", title)
     return written
 
 
