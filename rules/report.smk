@@ -77,6 +77,26 @@ rule sink_tables:
         " --out-md {output.md:q} > {log:q} 2>&1"
 
 
+rule claims_table:
+    input:
+        sinks=pipeline.SINK_TABLES[0],
+        wer=pipeline.WER_TABLES[0],
+    output:
+        csv=report(pipeline.CLAIMS_TABLES[0], caption="captions/claims.rst", category="Tables", subcategory="Sinks"),
+        md=pipeline.CLAIMS_TABLES[1],
+    log:
+        "logs/report/claims_table.log",
+    benchmark:
+        "logs/benchmarks/report/claims_table.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "python workflow_scripts/make_claims_table.py --sinks-csv {input.sinks:q} --wer-csv {input.wer:q}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
+
+
 rule figures:
     input:
         [pipeline.analysis_files(e)[1] for e in EXPERIMENTS.values()],

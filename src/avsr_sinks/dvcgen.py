@@ -326,6 +326,18 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
         deps=[*evals, "workflow_scripts/make_tables.py", f"{LIB}/report/tables.py"],
         outs=[{csv: {"cache": False}}, {md: {"cache": False}}],
     )
+    claims_csv, claims_md = pipeline.CLAIMS_TABLES
+    stages["claims_table"] = _stage(
+        f"{PY}/make_claims_table.py --sinks-csv {pipeline.SINK_TABLES[0]} --wer-csv {csv}"
+        f" --out-csv {claims_csv} --out-md {claims_md}",
+        deps=[
+            pipeline.SINK_TABLES[0],
+            csv,
+            "workflow_scripts/make_claims_table.py",
+            f"{LIB}/report/claims.py",
+        ],
+        outs=[{claims_csv: {"cache": False}}, {claims_md: {"cache": False}}],
+    )
     summary = [*pipeline.MAIN_TABLES, *pipeline.ROBUSTNESS_TABLES, *pipeline.PAPER_TABLES]
     main_csv, main_md, main_tex = pipeline.MAIN_TABLES
     stages["summary_tables"] = _stage(

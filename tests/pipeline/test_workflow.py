@@ -50,6 +50,13 @@ def test_ci_configuration_end_to_end(ci_run: tuple[Path, str]) -> None:
     assert sorted(sinks["experiment"]) == experiments and (sinks["utterances"] == 8).all()
     assert sinks["bos_sink_share_percent"].between(0, 100).all()
     assert "Attention sinks" in (work / "results/tables/sinks.md").read_text()
+    claims = pd.read_csv(work / "results/tables/claims.csv")
+    assert len(claims) == 10 and set(claims["verdict"]) <= {
+        "reproduced",
+        "partly",
+        "not reproduced",
+        "not testable",
+    }
     main = pd.read_csv(work / "results/tables/main.csv")
     assert sorted(zip(main["rates"], main["method"], strict=True)) == sorted(
         (rates, method) for rates in ("a16", "a16v5") for method in ("act", "baseline", "decorr")
@@ -129,7 +136,10 @@ def test_changing_decorr_lambda_replans_only_the_decorrelation_chain(ci_run: tup
             ("evaluate", ", condition=babble0db"),
         ]
     }
-    report = {(rule, "") for rule in ("wer_tables", "summary_tables", "sink_tables", "figures", "all")}
+    report = {
+        (rule, "")
+        for rule in ("wer_tables", "summary_tables", "sink_tables", "claims_table", "figures", "all")
+    }
     assert _planned_jobs(result.stdout + result.stderr) == chain | report
 
 
@@ -146,6 +156,7 @@ def test_report_is_self_contained_with_captions(ci_run: tuple[Path, str]) -> Non
         "paper_vs_reproduced": "published WERs beside",
         "figures": "from the arrays the",
         "sinks": "Attention sinks and massive activations per experiment",
+        "claims": "The paper's claims, each read by a stated criterion",
     }
     for caption, words in captions.items():
         assert words in (work / f"rules/captions/{caption}.rst").read_text().replace("\n", " ")

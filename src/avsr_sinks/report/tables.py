@@ -77,8 +77,19 @@ SINK_COLUMNS = [
     "massive_activations",
     "max_top1_over_median",
     "first_mlp_layer",
+    "cosine_bos_sink",
+    "cosine_bos_nonsink",
     "utterances",
 ]
+
+# The paper sees intermediate sinks align with BOS "from layer 2 or 3 on"; the cosine columns average over
+# the layers from this one to the last.
+COSINE_FROM_LAYER = 2
+
+
+def _mean_from_layer(layers: Sequence[dict[str, Any]], key: str) -> float | None:
+    values = [x[key] for x in layers[COSINE_FROM_LAYER:] if x[key] is not None]
+    return round(sum(values) / len(values), 3) if values else None
 
 
 def collect_sinks(metrics_files: Sequence[Path]) -> pd.DataFrame:
@@ -87,7 +98,9 @@ def collect_sinks(metrics_files: Sequence[Path]) -> pd.DataFrame:
     BOS sink share: the mean over layers after the first (layer 0 mixes tokens before any sink forms, and
     the paper's counts start after it) of the share of heads in which BOS is a sink. Intermediate sinks:
     sink tokens other than BOS per utterance, summed over layers, and the segments they sit on. Massive
-    activations: entries past both thresholds, summed over layers and utterances.
+    activations: entries past both thresholds, summed over layers and utterances. Cosines with BOS: of the
+    intermediate sink tokens and of the other tokens, the mean over layers ``COSINE_FROM_LAYER`` and up
+    (empty where no layer has such tokens).
     """
     rows = []
     for path in metrics_files:
@@ -110,6 +123,8 @@ def collect_sinks(metrics_files: Sequence[Path]) -> pd.DataFrame:
                 "massive_activations": sum(x["massive"]["count"] for x in layers),
                 "max_top1_over_median": round(max(x["massive"]["top1_over_median"] for x in layers), 1),
                 "first_mlp_layer": metrics["first_mlp_layer"],
+                "cosine_bos_sink": _mean_from_layer(layers, "cosine_bos_sink"),
+                "cosine_bos_nonsink": _mean_from_layer(layers, "cosine_bos_nonsink"),
                 "utterances": metrics["utterances"],
             }
         )
@@ -123,7 +138,8 @@ def write_sink_tables(metrics_files: Sequence[Path], csv_path: Path, md_path: Pa
         f"Sink: sink score above {thresholds['sink']}; massive activation:"
         f" |h| > {thresholds['massive_abs']:g}"
         f" and at least {thresholds['massive_ratio']:g} x the layer's median |h|. BOS sink share: mean over"
-        " layers after the first; intermediate sinks: per utterance, summed over layers.\n\n"
+        " layers after the first; intermediate sinks: per utterance, summed over layers; cosine with BOS of"
+        f" the intermediate sinks and of the other tokens: mean over layers {COSINE_FROM_LAYER} and up.\n\n"
     )
     write_text_atomic(csv_path, table.to_csv(index=False))
     write_text_atomic(
