@@ -69,7 +69,7 @@ def test_ci_configuration_end_to_end(ci_run: tuple[Path, str]) -> None:
     compared = set(zip(reproduced["rates"], reproduced["method"], strict=True))
     assert compared == {("a16v5", "baseline"), ("a16v5", "decorr")}
     figures = json.loads((work / "results/figures/index.json").read_text())["figures"]
-    assert len(figures) == 2 * (2 * len(experiments) + 2)  # png + pdf: 2 per experiment, 1 per setting
+    assert len(figures) == 2 * (2 * len(experiments) + 3 * 2)  # png + pdf: 2 per experiment, 3 per setting
     assert all((work / f).stat().st_size > 1000 for f in figures)
     record = json.loads((work / "results/checkpoints/avsr-a16v5-baseline-s0/experiment.json").read_text())
     assert record["train"]["warm_start"] == ["asr-a16-baseline-s0"]
