@@ -38,8 +38,9 @@ def wall_time_miss(r: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     train = sum(s["share"] for s in r["figures"]["stages"] if s["stage"].startswith("train"))
     return (
         f"training jobs are {train:.0%} of the job time; meeting the budget needs them about "
-        f"{b['value'] / b['budget']:.1f}x shorter: fewer epochs (train.epochs, at a cost in WER) or a "
-        "cheaper step (see the training step)"
+        f"{b['value'] / b['budget']:.1f}x shorter; with the step near a third of the matmul peak (see the "
+        "training step) that means fewer training FLOPs: fewer epochs (train.epochs, at a cost in WER), "
+        "a smaller grid, or more cores"
     )
 
 
