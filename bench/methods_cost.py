@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from avsr_sinks.act import calibrate, candidate_heads
+from avsr_sinks.act import calibrate_as_set, candidate_heads
 from avsr_sinks.analysis import AnalysisThresholds
 from avsr_sinks.capture import collect
 from avsr_sinks.config import load_params
@@ -99,7 +99,7 @@ def act_cost(params, experiment, dataset, n_batches: int) -> dict:
     plain, act = [], []
     for batch in work:
         plain.append(decode(batch))
-        with calibrate(model, heads, params["act"]["beta"], params["act"]["sink_threshold"]):
+        with calibrate_as_set(model, heads, params["act"]):
             act.append(decode(batch))
     per_utt = dec["batch_size"]
     return {
@@ -119,7 +119,7 @@ def analysis_cost(params, experiment, dataset) -> dict:
     items = [dataset[i] for i in range(cfg["utterances"])]
     tick = time.perf_counter()
     captured = collect(model, [i[1] for i in items], [i[2] for i in items])
-    captured.analyze(AnalysisThresholds(cfg["sink_threshold"], cfg["massive_abs"], cfg["massive_ratio"]))
+    captured.analyze(AnalysisThresholds.from_settings(cfg))
     seconds = time.perf_counter() - tick
     return {"utterances": len(items), "seconds": seconds, "target_s": 60}
 

@@ -11,7 +11,7 @@ import torch
 from transformers import AttentionInterface, GenerationConfig, LlamaConfig, LlamaForCausalLM
 from transformers.masking_utils import create_causal_mask
 
-from avsr_sinks.act import calibrate, candidate_heads, search_heads
+from avsr_sinks.act import calibrate, calibrate_rows, candidate_heads, find_sinks, search_heads
 
 BETA, THRESHOLD = 0.4, 0.1
 HEADS = {(2, 0), (2, 2)}  # 4 layers: layer 2 is the only one ACT may touch
@@ -160,6 +160,46 @@ def test_calibrated_rows_equal_the_hand_computed_formula_and_stay_causal() -> No
                 step[b, h, 0, step_real], torch.tensor(step_calibrated[-1]), atol=1e-6, rtol=1e-5
             )
             assert float(step[b, h, 0].sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+# One head, four tokens: sink scores 0.25 (the first token), 2/3, 0.275 and 0.45.
+HAND_ROWS = torch.tensor(
+    [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+        [0.0, 0.5, 0.5, 0.0],
+        [0.0, 0.5, 0.05, 0.45],
+    ]
+)[None, None]
+
+
+@pytest.mark.parametrize(
+    ("exempt", "threshold", "sinks", "last_row"),
+    [
+        # The first token is not a sink at 0.3: the paper's text calibrates keys 1 and 3 ...
+        ("first_token", 0.3, [1, 3], [0.0, 0.5 * 0.4, 0.05 * (1 + 0.6 * 0.95 / 0.05), 0.45 * 0.4]),
+        # ... the released code leaves the first key above the threshold (1) alone.
+        ("first_sink", 0.3, [3], [0.0, 0.5 * (1 + 0.6 * 0.45 / 0.55), 0.05 * (1 + 0.6 * 0.45 / 0.55), 0.18]),
+        # At 0.2 the first token is a sink too, and both rules exempt it alone.
+        ("first_token", 0.2, [1, 2, 3], None),
+        ("first_sink", 0.2, [1, 2, 3], None),
+    ],
+)
+def test_exempt_key_rules_against_hand_computed_rows(
+    exempt: str, threshold: float, sinks: list[int], last_row: list[float] | None
+) -> None:
+    allowed = torch.ones(4, 4, dtype=torch.bool).tril()[None]
+    found, first = find_sinks(HAND_ROWS, allowed, threshold, exempt)
+    assert found[0, 0].nonzero()[:, 0].tolist() == sinks and first.tolist() == [0]
+    if last_row is not None:
+        rows = calibrate_rows(HAND_ROWS, found, torch.ones(1, 4, dtype=torch.bool), beta=0.4)
+        torch.testing.assert_close(rows[0, 0, 3], torch.tensor(last_row))
+        assert float(rows[0, 0, 3].sum()) == pytest.approx(1.0)
+
+
+def test_an_unknown_exempt_rule_is_refused() -> None:
+    with pytest.raises(ValueError, match="exempt_key"), calibrate(tiny_llama(), set(), exempt="bos"):
+        pass
 
 
 # ----- the model --------------------------------------------------------------------------------------

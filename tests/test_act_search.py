@@ -8,19 +8,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks.act import candidate_heads
-from avsr_sinks.act_search import search_act_heads
+from avsr_sinks.act import _ACTIVE, calibrate, candidate_heads
+from avsr_sinks.act_search import prefix_calibrated_ce, search_act_heads
 from avsr_sinks.config import load_params
 from avsr_sinks.decode import teacher_forced_ce
 from avsr_sinks.experiment import method_context
-from avsr_sinks.features import FeatureDataset, FeatureStore
+from avsr_sinks.features import FeatureDataset, FeatureStore, collate_features
 from avsr_sinks.grid import parse_name
 from avsr_sinks.model import AVSRModel, load_llm
 from avsr_sinks.records import eval_record
 from tests.conftest import REPO
 from tests.train_job import make_features, toy_model_config
 
-ACT = {"beta": 0.4, "sink_threshold": 0.1, "search_metric": "ce", "search_utterances": 8}
+ACT = {
+    "beta": 0.4,
+    "sink_threshold": 0.1,
+    "exempt_key": "first_token",
+    "search_metric": "ce",
+    "search_utterances": 8,
+}
 DECODE = {"batch_size": 4, "beam_size": 2, "max_new_tokens": 6}
 
 
@@ -72,6 +78,12 @@ def test_act_decodes_with_the_kept_heads_and_refuses_foreign_searches(
     config = model.llm.get_base_model().config
     with method_context(model, act, params, heads) as kept:
         assert kept == [[2, 0], [2, 1]] and config._attn_implementation == "act"
+        assert _ACTIVE[id(config)].exempt == params["act"]["exempt_key"] == "first_token"
+    released = {**params, "act": {**params["act"], "exempt_key": "first_sink"}}
+    heads_released = tmp_path / "heads_released.json"
+    heads_released.write_text(json.dumps({**eval_record(released, act), "kept_heads": [[2, 0]]}))
+    with method_context(model, act, released, heads_released):
+        assert _ACTIVE[id(config)].exempt == "first_sink"
     with method_context(model, baseline, params, None) as kept:
         assert kept is None and config._attn_implementation == "eager"
     with (
@@ -87,3 +99,37 @@ def test_act_decodes_with_the_kept_heads_and_refuses_foreign_searches(
         method_context(model, act, other, heads),
     ):
         pass
+
+
+def test_the_search_calibrates_the_positions_decoding_calibrates(four_layer_lm: Path, tmp_path: Path) -> None:
+    """For the same utterances, the head search's scoring pass and a decoding find the same sink sets in
+    every calibrated head (the prefix's), not those of a pass that also sees the transcript."""
+    model, dataset = toy(four_layer_lm, tmp_path / "data")
+    subset = torch.utils.data.Subset(dataset, range(4))
+    batch = collate_features([subset[i] for i in range(4)])
+    heads = candidate_heads(4, 2)
+    with calibrate(model, heads, threshold=0.05) as calibration:
+        prefix_calibrated_ce(model, subset, 4, calibration)
+        searched = calibration.sink_positions()
+    with calibrate(model, heads, threshold=0.05) as calibration:
+        model.generate(batch["features"], beam_size=1, max_new_tokens=3)
+        decoded = calibration.sink_positions()
+    with calibrate(model, heads, threshold=0.05) as calibration:
+        model(batch["features"], batch["transcripts"])
+        with_transcript = calibration.sink_positions()
+    assert searched == decoded
+    assert any(rows != [[]] * 4 for rows in searched.values()), "the heads should have sinks to compare"
+    assert with_transcript != searched, "a pass over the transcript finds other sinks (the test's premise)"
+
+
+def test_the_search_score_of_a_padded_batch_equals_one_utterance_at_a_time(
+    four_layer_lm: Path, tmp_path: Path
+) -> None:
+    model, dataset = toy(four_layer_lm, tmp_path / "data")
+    subset = torch.utils.data.Subset(dataset, range(4))
+    heads = candidate_heads(4, 2)
+    with calibrate(model, heads, threshold=0.05) as calibration:
+        batched = prefix_calibrated_ce(model, subset, 4, calibration)
+        one_by_one = prefix_calibrated_ce(model, subset, 1, calibration)
+    assert batched == pytest.approx(one_by_one, rel=1e-5)
+    assert batched != pytest.approx(teacher_forced_ce(model, subset, 4), rel=1e-4), "calibration acts"

@@ -109,9 +109,20 @@ def test_finds_exactly_the_planted_sinks_and_massive_activations(one: dict) -> N
     assert sink["score"] == pytest.approx(0.6, abs=1e-6)
     assert layers[2]["intermediate_sinks_by_segment"] == {"delimiter": 1}
     assert layers[2]["intermediate_sinks_by_token"] == {"</audio>": 1}
+    groups = layers[2]["by_group"]
+    assert {g: x["sinks_per_utterance"] for g, x in groups.items()} == {
+        "modality": 1.0,
+        "prompt": 0.0,
+        "response": 0.0,
+    }
+    assert (
+        groups["modality"]["cosine_bos_sink"] > 0.99 and abs(groups["modality"]["cosine_bos_nonsink"]) < 0.5
+    )
+    assert groups["prompt"]["cosine_bos_sink"] is None
 
     assert metrics["massive_features"] == [7]
     assert [x["massive"]["count"] for x in layers] == [0, 1, 2]
+    assert [x["massive"]["count_non_bos"] for x in layers] == [0, 0, 1]  # </audio> in layer 2
     assert [(t["position"], t["segment"], t["features"]) for t in layers[2]["massive"]["tokens"]] == [
         (0, "bos", [7]),
         (CLOSE_AUDIO, "delimiter", [7]),
@@ -162,6 +173,32 @@ def test_batch_aggregation(one: dict) -> None:
     assert layers[2]["massive"]["utterance"] == 1 and layers[2]["massive"]["utterances_with"] == 1
     assert metrics["figure"]["utterance"] == 1 and int(arrays["sink_token"]) == CLOSE_AUDIO
     np.testing.assert_allclose(arrays["bos_sink_share"], [0.0, 0.375, 0.375])
+
+
+@pytest.mark.parametrize(("min_queries", "counted"), [(1, 1), (2, 0)])
+def test_a_position_seen_by_too_few_queries_is_not_a_sink(min_queries: int, counted: int) -> None:
+    row = utterance(massive=False)
+    row["attentions"] = [torch.stack([background(S)] * HEADS) for _ in range(L)]
+    row["attentions"][1][2] = with_sink(S, S - 1, 0.6)  # the last position: one query sees it
+    thresholds = AnalysisThresholds(min_queries=min_queries)
+    metrics, _ = analyze_batch(**batch([row]), thresholds=thresholds)
+    assert [x["intermediate_sink_count"] for x in metrics["layers"]] == [0, counted, 0]
+    assert metrics["layers"][1]["by_group"]["response"]["sinks_per_utterance"] == counted
+    assert metrics["thresholds"]["min_queries"] == min_queries
+
+
+def test_sinks_are_counted_in_the_segment_group_of_their_position() -> None:
+    row = utterance(massive=False)
+    row["attentions"] = [torch.stack([background(S)] * HEADS) for _ in range(L)]
+    first_prompt = SEGMENTS.index(Segment.PROMPT)  # right after </audio>
+    row["attentions"][1][0] = with_sink(S, first_prompt, 0.6)
+    row["attentions"][2][1] = with_sink(S, CLOSE_AUDIO - 1, 0.6)  # the last audio token
+    metrics, _ = analyze_batch(**batch([row]))
+    counts = [
+        {g: x["sinks_per_utterance"] for g, x in layer["by_group"].items()} for layer in metrics["layers"]
+    ]
+    assert counts[1] == {"modality": 0.0, "prompt": 1.0, "response": 0.0}
+    assert counts[2] == {"modality": 1.0, "prompt": 0.0, "response": 0.0}
 
 
 def test_thresholds_are_parameters(one: dict) -> None:
@@ -226,21 +263,26 @@ def test_collect_runs_a_tiny_model(tiny_lm_dir: Path) -> None:
         {"audio": torch.randn(30, 12), "video": torch.randn(5, 8)},
         {"audio": torch.randn(3, 12), "video": torch.randn(2, 8)},  # the shorter row, right padded
     ]
+    layers = model.llm.get_base_model().get_decoder().layers
+    collect(model, features, ["the cat", "a dog runs in the park"])
+    # transformers registers hooks of its own on a first forward; the capture's must not stay behind.
+    own_hooks = [len(layer._forward_hooks) for layer in layers]
     captured = collect(model, features, ["the cat", "a dog runs in the park"])
     cfg = model.llm.get_base_model().config
-    layers = model.llm.get_base_model().get_decoder().layers
     B, width = captured.segments.shape
     assert B == 2 and len(captured.attentions) == len(captured.mlp_outputs) == cfg.num_hidden_layers
     assert len(captured.hidden_states) == cfg.num_hidden_layers + 1
     assert captured.attentions[0].shape == (B, cfg.num_attention_heads, width, width)
     assert captured.mlp_outputs[0].shape == captured.hidden_states[0].shape == (B, width, cfg.hidden_size)
     assert model.training and all(not layer.mlp._forward_hooks for layer in layers)
-    # Llama: out = mid + mlp(norm(mid)); the captured tensor must be that mlp term (the last layer's output
-    # is returned after the final norm, so check the first layer).
+    assert [len(layer._forward_hooks) for layer in layers] == own_hooks
+    # Llama: out = mid + mlp(norm(mid)); the captured tensors must be the layer's raw output and that mlp
+    # term, in the last layer too (before the model's final norm).
     with torch.no_grad():
-        mid = captured.hidden_states[1] - captured.mlp_outputs[0]
-        again = layers[0].mlp(layers[0].post_attention_layernorm(mid))
-    torch.testing.assert_close(again, captured.mlp_outputs[0], rtol=1e-4, atol=1e-5)
+        for index in (0, len(layers) - 1):
+            mid = captured.hidden_states[index + 1] - captured.mlp_outputs[index]
+            again = layers[index].mlp(layers[index].post_attention_layernorm(mid))
+            torch.testing.assert_close(again, captured.mlp_outputs[index], rtol=1e-4, atol=1e-5)
     row = captured.token_labels[0]
     delimiters = [row[i] for i in (captured.segments[0] == Segment.DELIMITER).nonzero()[:, 0].tolist()]
     assert delimiters == ["<audio>", "</audio>", "<video>", "</video>"]
@@ -275,3 +317,26 @@ def test_collect_refuses_attention_without_weights_and_cleans_up_on_error(tiny_l
         collect(model, features, ["the cat"])
     handle.remove()
     assert all(not layer.mlp._forward_hooks for layer in layers)
+
+
+def test_a_massive_value_in_the_last_layer_is_seen_before_the_final_norm(tiny_lm_dir: Path) -> None:
+    """The model's final RMSNorm would scale a planted 5e4 down to about sqrt(hidden); the analysis must
+    read the last decoder layer's own output, as every other layer's."""
+    model = tiny_model(tiny_lm_dir)
+    layers = model.llm.get_base_model().get_decoder().layers
+
+    def plant(module: torch.nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+        output = output.clone()
+        output[:, 0, 3] = 5e4  # BOS, feature 3
+        return output
+
+    handle = layers[-1].register_forward_hook(plant)
+    try:
+        captured = collect(model, [{"audio": torch.randn(12, 12), "video": torch.randn(4, 8)}], ["the cat"])
+    finally:
+        handle.remove()
+    metrics, arrays = captured.analyze()
+    last = metrics["layers"][-1]["massive"]
+    assert last["top"][0] == pytest.approx(5e4)
+    assert last["count"] == 1 and last["tokens"][0]["position"] == 0 and last["tokens"][0]["features"] == [3]
+    assert arrays["topk"][-1, 0] == pytest.approx(5e4)

@@ -21,12 +21,17 @@ def sink_row(task: str, rates: str, method: str, seed: int = 0, **figures: float
         "seed": seed,
         "bos_sink_share_percent": 80.0,
         "intermediate_sinks": 5.0,
-        "intermediate_sinks_on": "prompt 5",
+        "sinks_modality": 3.0,
+        "sinks_prompt": 2.0,
+        "sinks_response": 0.0,
         "massive_activations": 12,
+        "massive_non_bos": 4,
         "max_top1_over_median": 2000.0,
         "first_mlp_layer": 1,
         "cosine_bos_sink": 0.95,
         "cosine_bos_nonsink": 0.2,
+        "cosine_bos_modality_sink": 0.95,
+        "cosine_bos_modality_nonsink": 0.2,
         "utterances": 64,
     }
     return row | figures
@@ -54,7 +59,7 @@ def test_a_run_like_the_papers_reproduces_every_claim() -> None:
     for rates, base_wer, decorr_wer in (("a4", 3.0, 3.5), ("a32", 13.0, 11.5)):
         sinks += [
             sink_row("ASR", rates, "baseline"),
-            sink_row("ASR", rates, "decorr", intermediate_sinks=0.5, max_top1_over_median=40.0),
+            sink_row("ASR", rates, "decorr", sinks_modality=0.5, massive_non_bos=0),
         ]
         wer += [
             wer_row("ASR", rates, "baseline", base_wer),
@@ -76,9 +81,9 @@ def test_a_run_like_the_papers_reproduces_every_claim() -> None:
 def test_a_run_without_massive_activations_says_so_and_cannot_test_their_origin() -> None:
     sinks = [
         sink_row("VSR", "v2", "baseline", bos_sink_share_percent=10.0, massive_activations=0,
-                 max_top1_over_median=20.0, first_mlp_layer=None, cosine_bos_sink=0.3),
+                 max_top1_over_median=20.0, first_mlp_layer=None, cosine_bos_modality_sink=0.3),
         sink_row("AVSR", "a4v2", "baseline", massive_activations=0, max_top1_over_median=25.0,
-                 first_mlp_layer=None, cosine_bos_sink=None, cosine_bos_nonsink=None),
+                 first_mlp_layer=None, cosine_bos_modality_sink=None, cosine_bos_modality_nonsink=None),
     ]  # fmt: skip
     wer = [wer_row("VSR", "v2", "baseline", 90.0), wer_row("AVSR", "a4v2", "baseline", 20.0)]
     got = verdicts(claims_table(pd.DataFrame(sinks, columns=SINK_COLUMNS), pd.DataFrame(wer)))
@@ -115,3 +120,35 @@ def test_seeds_are_averaged_before_a_claim_is_read(tmp_path: Path) -> None:
     assert (bos["verdict"], bos["evidence"]) == ("reproduced", "ASR a4: 55% of heads")
     assert pd.read_csv(tmp_path / "claims.csv")["verdict"].tolist() == table["verdict"].tolist()
     assert "| Attention sinks appear at BOS" in (tmp_path / "claims.md").read_text()
+
+
+def test_intermediate_sink_claims_read_the_modality_blocks() -> None:
+    """Sinks in the response or prompt alone, or BOS-aligned only outside the modality blocks, do not
+    make the intermediate-sink claims hold; decorr that removes only those removes nothing claimed."""
+    base = sink_row("ASR", "a4", "baseline", intermediate_sinks=6.0, sinks_modality=0.0, sinks_prompt=1.0,
+                    sinks_response=5.0, cosine_bos_sink=0.95, cosine_bos_modality_sink=None,
+                    cosine_bos_modality_nonsink=0.1, massive_non_bos=0)  # fmt: skip
+    decorr = sink_row("ASR", "a4", "decorr", intermediate_sinks=1.0, sinks_modality=0.0, massive_non_bos=0)
+    got = verdicts(
+        claims_table(
+            pd.DataFrame([base, decorr], columns=SINK_COLUMNS), pd.DataFrame([], columns=WER_COLUMNS)
+        )
+    )
+    assert got["and at intermediate, low-semantic tokens"] == ("not reproduced", "0 of 1")
+    assert got["Intermediate sinks' hidden states align with BOS's"] == ("not testable", "0 of 0")
+    assert got["The decorrelation loss removes intermediate sinks"] == ("not testable", "0 of 0")
+    assert got["and massive activations"] == ("not testable", "0 of 0")
+
+
+def test_decorrelation_is_judged_on_modality_sinks_and_non_bos_massive_activations() -> None:
+    base = sink_row("ASR", "a4", "baseline", sinks_modality=4.0, massive_non_bos=10, intermediate_sinks=4.0)
+    decorr = sink_row("ASR", "a4", "decorr", sinks_modality=5.0, massive_non_bos=2, intermediate_sinks=1.0,
+                      max_top1_over_median=5000.0)  # fmt: skip
+    table = claims_table(
+        pd.DataFrame([base, decorr], columns=SINK_COLUMNS), pd.DataFrame([], columns=WER_COLUMNS)
+    )
+    got = verdicts(table)
+    assert got["The decorrelation loss removes intermediate sinks"] == ("not reproduced", "0 of 1")
+    assert got["and massive activations"] == ("reproduced", "1 of 1")
+    evidence = table.set_index("claim").loc["and massive activations", "evidence"]
+    assert evidence == "ASR a4: non-BOS massive 10 -> 2"

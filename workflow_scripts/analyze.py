@@ -24,7 +24,7 @@ def main() -> None:
         captured = collect(
             model, [i[1] for i in items], [i[2] for i in items], attention_functions=("eager", ACT)
         )
-    thresholds = AnalysisThresholds(cfg["sink_threshold"], cfg["massive_abs"], cfg["massive_ratio"])
+    thresholds = AnalysisThresholds.from_settings(cfg)
     metrics, arrays = captured.analyze(thresholds)
     record = {
         **eval_record(params, experiment),

@@ -15,7 +15,7 @@ and back. Which heads to calibrate is found offline by :func:`search_heads`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,11 @@ from transformers.models.llama.modeling_llama import repeat_kv
 ACT = "act"
 
 Head = tuple[int, int]  # (layer, query head)
+
+# Which key of a head is never calibrated. The paper's text: the first token (a row's first real key).
+# The released ACT code: the first key whose score passes the threshold (``indices[1:]``), which is the
+# first token when that is a sink, and otherwise the first real sink after it.
+EXEMPT_KEYS = ("first_token", "first_sink")
 
 
 @dataclass
@@ -46,11 +51,14 @@ class Calibration:
     beta: float
     threshold: float
     num_layers: int
+    exempt: str = "first_token"  # one of EXEMPT_KEYS
     freeze: bool = False
     sinks: dict[int, torch.Tensor] = field(default_factory=dict)
     first: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.exempt not in EXEMPT_KEYS:
+            raise ValueError(f"act.exempt_key must be one of {EXEMPT_KEYS}, got {self.exempt!r}")
         by_layer: dict[int, list[int]] = {}
         for layer, head in sorted(self.heads):
             by_layer.setdefault(layer, []).append(head)
@@ -96,7 +104,7 @@ def check_heads(heads: Collection[Head], num_layers: int, num_heads: int) -> fro
 
 
 def find_sinks(
-    probs: torch.Tensor, allowed: torch.Tensor, threshold: float
+    probs: torch.Tensor, allowed: torch.Tensor, threshold: float, exempt: str = "first_token"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sinks of a prefill pass.
 
@@ -104,8 +112,9 @@ def find_sinks(
     causal and padding mask). Only real tokens count, queries as well as keys; a position is real when some
     query may see it, so left and right padding are handled alike. The score of a key is the mean attention
     it receives from the real queries that may see it, which for causal attention is the formula's
-    ``1/(N-j)`` with ``j`` counted from the row's first real token. Returns the (B, H, N) sink mask and the
-    (B,) first real position of each row.
+    ``1/(N-j)`` with ``j`` counted from the row's first real token. ``exempt`` (EXEMPT_KEYS) says which key
+    is never a sink: the row's first real token, or the first key above the threshold. Returns the
+    (B, H, N) sink mask and the (B,) first real position of each row.
     """
     real = allowed.any(dim=1)  # (B, N): keys anyone may see = the row's real tokens
     seen = allowed & real[:, :, None]  # padded query rows (right padding) see keys but are not counted
@@ -114,8 +123,12 @@ def find_sinks(
     alpha = received / viewers.clamp(min=1)[:, None]
     positions = torch.arange(real.shape[1], device=real.device)
     first = torch.where(real, positions, real.shape[1]).min(dim=1).values  # (B,)
-    eligible = real & (viewers > 0) & (positions != first[:, None])
-    return (alpha > threshold) & eligible[:, None], first
+    eligible = real & (viewers > 0)
+    if exempt == "first_token":
+        return (alpha > threshold) & (eligible & (positions != first[:, None]))[:, None], first
+    passing = (alpha > threshold) & eligible[:, None]  # (B, H, N)
+    first_passing = passing & (passing.cumsum(dim=-1) == 1)
+    return passing & ~first_passing, first
 
 
 def calibrate_rows(probs: torch.Tensor, sinks: torch.Tensor, rows: torch.Tensor, beta: float) -> torch.Tensor:
@@ -216,7 +229,7 @@ def act_attention_forward(
             if state.freeze:
                 sinks = _stored_sinks(state, layer, batch, k_len)
             else:
-                sinks, first = find_sinks(selected, allowed, state.threshold)
+                sinks, first = find_sinks(selected, allowed, state.threshold, state.exempt)
                 state.sinks[layer], state.first[layer] = sinks, first
         else:
             # Beam search repeats each sample num_beams times before the prefill, and its reordering of the
@@ -253,7 +266,11 @@ def _base_model(model: Any) -> PreTrainedModel:
 
 @contextmanager
 def calibrate(
-    model: Any, heads: Collection[Head], beta: float = 0.4, threshold: float = 0.1
+    model: Any,
+    heads: Collection[Head],
+    beta: float = 0.4,
+    threshold: float = 0.1,
+    exempt: str = "first_token",
 ) -> Iterator[Calibration]:
     """Run ``model`` (a causal LM, its PEFT wrapper or an AVSRModel) with ACT on ``heads`` inside the block.
 
@@ -268,6 +285,7 @@ def calibrate(
         beta=float(beta),
         threshold=float(threshold),
         num_layers=config.num_hidden_layers,
+        exempt=exempt,
     )
     if not 0.0 <= calibration.beta <= 1.0:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
@@ -285,6 +303,11 @@ def calibrate(
     finally:
         del _ACTIVE[id(config)]
         llm.set_attn_implementation(previous)
+
+
+def calibrate_as_set(model: Any, heads: Collection[Head], act: Mapping[str, Any]):
+    """:func:`calibrate` under params' ``act`` section (beta, sink_threshold, exempt_key)."""
+    return calibrate(model, heads, act["beta"], act["sink_threshold"], act["exempt_key"])
 
 
 def search_heads(score: Callable[[frozenset[Head]], float], candidates: Sequence[Head]) -> dict[str, Any]:

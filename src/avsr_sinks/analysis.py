@@ -8,20 +8,22 @@ largest magnitudes of a layer's output hidden state against the median magnitude
 turns plain tensors into the metrics (JSON) and the arrays behind the figures (npz), which
 ``write_analysis`` writes as ``results/analysis/<exp>/{metrics.json,arrays.npz}``. Layer ``l`` means
 decoder layer ``l`` (0-based): its attention ``attentions[l]``, its MLP output ``mlp_outputs[l]`` and its
-output hidden state ``hidden_states[l + 1]`` (transformers returns the last one after the final norm).
+own output ``hidden_states[l + 1]``, the last layer's taken before the model's final norm (which would hide
+its massive activations; see avsr_sinks.layer_outputs).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from avsr_sinks.layer_outputs import decoder_layers, recorded_outputs
 from avsr_sinks.lm import sentence_batch
 from avsr_sinks.model import Segment
 
@@ -37,21 +39,19 @@ def sink_scores(attention: torch.Tensor, length: int) -> torch.Tensor:
 @torch.inference_mode()
 def lm_phenomena(model, tokenizer, sentences: Sequence[str], sink_threshold: float = 0.3) -> dict[str, Any]:
     """Per layer: the share of heads in which BOS is a sink (mean over sentences of ``BOS s EOS``), and
-    the top-1 magnitude of the layer output over its median magnitude (max over sentences). The last
-    layer's output is taken after the final norm, as transformers returns it."""
+    the top-1 magnitude of the layer's own output over its median magnitude (max over sentences); the
+    last layer's output is read before the final norm, as every other layer's."""
     model.eval()
     batch = sentence_batch(tokenizer, list(sentences))
-    out = model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        output_attentions=True,
-        output_hidden_states=True,
-    )
+    with recorded_outputs(decoder_layers(model)) as outputs:
+        out = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True
+        )
     lengths = batch["attention_mask"].sum(1).tolist()
     layers = []
     for index, attention in enumerate(out.attentions):  # (B, heads, N, N)
         bos = torch.stack([sink_scores(attention[b], n)[:, 0] for b, n in enumerate(lengths)])  # (B, heads)
-        hidden = out.hidden_states[index + 1]  # the layer's output, (B, N, H)
+        hidden = outputs[index].float()  # the layer's output, (B, N, H)
         ratios, tops = [], []
         for b, n in enumerate(lengths):
             magnitude = hidden[b, :n].abs()
@@ -76,24 +76,50 @@ def lm_phenomena(model, tokenizer, sentences: Sequence[str], sink_threshold: flo
 @dataclass(frozen=True)
 class AnalysisThresholds:
     """PAPER.md section 5: a token is a sink in a head if alpha > ``sink`` (0.3, Gu et al.; ACT uses 0.1);
-    an entry is massive if |h| > ``massive_abs`` and |h| >= ``massive_ratio`` x the layer's median |h|."""
+    an entry is massive if |h| > ``massive_abs`` and |h| >= ``massive_ratio`` x the layer's median |h|.
+
+    ``min_queries``: a position counts as a sink only if at least this many real queries can see it.
+    alpha_j averages over the N - j queries at or after j, so near the end of a sequence it is the
+    attention of one or two queries, which passes any threshold by chance (1: the formula as published).
+    """
 
     sink: float = 0.3
     massive_abs: float = 100.0
     massive_ratio: float = 1000.0
+    min_queries: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sink < 1.0:
             raise ValueError(f"analysis sink threshold must be in [0, 1), got {self.sink}")
+        if self.min_queries < 1:
+            raise ValueError(f"analysis min_sink_queries must be at least 1, got {self.min_queries}")
         if self.massive_abs < 0 or self.massive_ratio < 0:
             raise ValueError(
                 f"massive-activation thresholds must be >= 0, got massive_abs={self.massive_abs}, "
                 f"massive_ratio={self.massive_ratio}"
             )
 
+    @classmethod
+    def from_settings(cls, analysis: Mapping[str, Any]) -> AnalysisThresholds:
+        """From params' ``analysis`` section."""
+        return cls(
+            analysis["sink_threshold"],
+            analysis["massive_abs"],
+            analysis["massive_ratio"],
+            analysis["min_sink_queries"],
+        )
+
 
 # Per-layer metrics that are also saved as (L,) arrays for the figures.
 CURVES = ("bos_sink_share", "intermediate_sink_count", "cosine_bos_sink", "cosine_bos_nonsink")
+
+# The parts of the input that intermediate sinks are counted by: the modality blocks (delimiters and
+# feature tokens, the segment the paper's claims are about), the prompt, and the response.
+SEGMENT_GROUPS = {
+    "modality": (Segment.DELIMITER, Segment.AUDIO, Segment.VIDEO),
+    "prompt": (Segment.PROMPT,),
+    "response": (Segment.RESPONSE,),
+}
 
 
 def segment_name(value: int) -> str:
@@ -145,10 +171,14 @@ def analyze_batch(
       ``bos_sink_score_mean``: alpha_BOS averaged over heads and utterances.
     - ``intermediate_sink_count``: tokens j > 0 that are a sink in at least one head, per utterance
       (mean over utterances); ``intermediate_sinks`` lists each (utterance, position, segment, token,
-      heads, max score); ``..._by_segment`` / ``..._by_token`` count them over the batch.
+      heads, max score); ``..._by_segment`` / ``..._by_token`` count them over the batch. A position
+      seen by fewer than ``thresholds.min_queries`` real queries is never a sink.
+    - ``by_group``: per SEGMENT_GROUPS group, the intermediate sinks per utterance there and the mean
+      cosine with BOS of its sink and its other tokens (None where there are none).
     - ``massive``: top-1/2/3 |h| of the layer output, the median |h| over all real tokens x features,
       and top-1/median, all from the utterance with the largest top-1 (recorded); ``count`` and
-      ``features`` / ``tokens`` pool the massive entries (both thresholds) of every utterance.
+      ``features`` / ``tokens`` pool the massive entries (both thresholds) of every utterance;
+      ``count_non_bos`` counts those at tokens other than BOS.
     - ``mlp_massive_features``: the massive features (found in any layer's output) at which this layer's
       MLP output passes the same test against its own median; ``first_mlp_layer`` is the first such layer.
     - ``cosine_bos_sink`` / ``cosine_bos_nonsink``: cosine between a token's layer output and BOS's,
@@ -195,8 +225,13 @@ def analyze_batch(
 
     massive_features = sorted({f for u in per_utt for f in u["massive"].nonzero()[:, 2].tolist()})
     layers = []
+    groups = {
+        name: [torch.isin(torch.tensor(row), torch.tensor([int(k) for k in kinds])) for row in segs]
+        for name, kinds in SEGMENT_GROUPS.items()
+    }  # name -> per utterance (n,) bool
     for layer in range(n_layers):
         sinks, cos_sink, cos_other = [], [], []
+        by_group = {name: {"sinks": 0, "sink_cos": [], "other_cos": []} for name in SEGMENT_GROUPS}
         for b, u in enumerate(per_utt):
             hits = u["is_sink"][layer]  # (heads, n)
             for j in hits[:, 1:].any(0).nonzero()[:, 0].add(1).tolist():
@@ -207,6 +242,11 @@ def analyze_batch(
             token_sink = hits.any(0)[1:]
             cos_sink += u["cosine"][layer, 1:][token_sink].tolist()
             cos_other += u["cosine"][layer, 1:][~token_sink].tolist()
+            for name, member in groups.items():
+                inside = member[b][1:]
+                by_group[name]["sinks"] += int((token_sink & inside).sum())
+                by_group[name]["sink_cos"] += u["cosine"][layer, 1:][token_sink & inside].tolist()
+                by_group[name]["other_cos"] += u["cosine"][layer, 1:][~token_sink & inside].tolist()
         top_b = max(range(batch), key=lambda b: float(per_utt[b]["top"][layer, 0]))
         entries = [(b, *e) for b, u in enumerate(per_utt) for e in u["massive"][layer].nonzero().tolist()]
         carriers: dict[tuple[int, int], list[int]] = {}
@@ -222,6 +262,14 @@ def analyze_batch(
                 "intermediate_sinks": sinks,
                 "intermediate_sinks_by_segment": dict(Counter(s["segment"] for s in sinks)),
                 "intermediate_sinks_by_token": dict(Counter(s["token"] for s in sinks if s["token"])),
+                "by_group": {
+                    name: {
+                        "sinks_per_utterance": g["sinks"] / batch,
+                        "cosine_bos_sink": _mean(g["sink_cos"]),
+                        "cosine_bos_nonsink": _mean(g["other_cos"]),
+                    }
+                    for name, g in by_group.items()
+                },
                 "massive": {
                     "utterance": top_b,
                     "top": [float(v) for v in per_utt[top_b]["top"][layer]],
@@ -230,6 +278,7 @@ def analyze_batch(
                         per_utt[top_b]["top"][layer, 0] / per_utt[top_b]["median"][layer]
                     ),
                     "count": len(entries),
+                    "count_non_bos": sum(j != 0 for _, j, _ in entries),
                     "utterances_with": len({b for b, _, _ in entries}),
                     "features": [
                         {"feature": f, "entries": c}
@@ -267,6 +316,7 @@ def analyze_batch(
             "sink": eps,
             "massive_abs": thresholds.massive_abs,
             "massive_ratio": thresholds.massive_ratio,
+            "min_queries": thresholds.min_queries,
         },
         "utterances": batch,
         "num_layers": n_layers,
@@ -333,11 +383,13 @@ def _one_utterance(b, attentions, hidden_states, mlp_outputs, attention_mask, th
     is_massive, median = massive(abs_hidden)
     mlp_massive, _ = massive(abs_mlp)
     scores = torch.stack([sink_scores(m, n) for m in maps])  # (L, heads, n)
+    queries = torch.arange(n, 0, -1)  # (n,): real queries that see each position
+    is_sink = (scores > th.sink) & (queries >= th.min_queries)
     return {
         "index": index,
         "attention_mean": maps.mean(1),  # (L, n, n)
         "scores": scores,
-        "is_sink": scores > th.sink,
+        "is_sink": is_sink,
         "abs_hidden": abs_hidden,
         "top": abs_hidden.reshape(n_layers, -1).topk(min(3, n * hidden.shape[-1]), dim=1).values,  # (L, 3)
         "median": median,

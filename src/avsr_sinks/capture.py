@@ -17,6 +17,7 @@ import torch
 
 from avsr_sinks.analysis import AnalysisThresholds, analyze_batch
 from avsr_sinks.io import atomic_path, git_commit, write_json_atomic
+from avsr_sinks.layer_outputs import decoder_layers, recorded_outputs
 from avsr_sinks.model import SPECIAL_TOKENS, AVSRModel, Segment
 
 
@@ -25,7 +26,7 @@ class Captured:
     """One teacher-forced pass of an AVSRModel: the arguments of ``analyze_batch``."""
 
     attentions: list[torch.Tensor]  # L x (B, heads, S, S)
-    hidden_states: list[torch.Tensor]  # (L + 1) x (B, S, H)
+    hidden_states: list[torch.Tensor]  # (L + 1) x (B, S, H): embeddings, then each layer's raw output
     mlp_outputs: list[torch.Tensor]  # L x (B, S, H)
     segments: torch.Tensor  # (B, S)
     attention_mask: torch.Tensor  # (B, S)
@@ -79,9 +80,10 @@ def collect(
     transcripts: Sequence[str],
     attention_functions: Sequence[str] = ("eager",),
 ) -> Captured:
-    """One teacher-forced pass of ``model`` (eval mode, no gradients) with attentions, hidden states and
-    every decoder layer's MLP output (forward hooks on ``layers[i].mlp``, removed afterwards even on
-    error), for ``analyze_batch``.
+    """One teacher-forced pass of ``model`` (eval mode, no gradients) with attentions, the embedding output
+    and every decoder layer's raw output and MLP output (forward hooks, removed afterwards even on error;
+    the last layer's output is read before the final norm, see avsr_sinks.layer_outputs), for
+    ``analyze_batch``.
 
     The attention weights only exist under an attention function that returns them: "eager", or a
     function registered with transformers' attention interface (e.g. ACT's) named in
@@ -94,20 +96,15 @@ def collect(
             f"the sink analysis needs attention weights, but the LLM runs attn_implementation="
             f"{implementation!r}; load it with one of {list(attention_functions)} (model.attn_implementation)"
         )
-    layers = base.get_decoder().layers
-    captured: list[torch.Tensor | None] = [None] * len(layers)
-
-    def hook(index: int):
-        def store(module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
-            captured[index] = output.detach()
-
-        return store
-
-    handles = [layer.mlp.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
+    layers = decoder_layers(base)
     was_training = model.training
     try:
         model.eval()  # LoRA dropout off: the analysis measures the model, not a noisy sample of it
-        with torch.no_grad():
+        with (
+            recorded_outputs(list(layers)) as layer_outputs,
+            recorded_outputs([layer.mlp for layer in layers]) as mlp_outputs,
+            torch.no_grad(),
+        ):
             batch = model.assemble(features, transcripts)
             out = model.llm(
                 inputs_embeds=batch.inputs_embeds,
@@ -116,18 +113,18 @@ def collect(
                 output_hidden_states=True,
             )
     finally:
-        for handle in handles:
-            handle.remove()
         model.train(was_training)
+    captured = [*layer_outputs, *mlp_outputs]
     if not out.attentions or any(a is None for a in out.attentions) or any(m is None for m in captured):
         raise RuntimeError(
-            f"attn_implementation {implementation!r} returned no attention weights or a layer's MLP never "
-            "ran; the analysis needs an attention function that returns its weights"
+            f"attn_implementation {implementation!r} returned no attention weights or a decoder layer or its "
+            "MLP never ran; the analysis needs an attention function that returns its weights"
         )
     return Captured(
         attentions=list(out.attentions),
-        hidden_states=list(out.hidden_states),
-        mlp_outputs=[m for m in captured if m is not None],
+        # The embedding output, then each decoder layer's own output (the last one before the final norm).
+        hidden_states=[out.hidden_states[0], *layer_outputs],
+        mlp_outputs=list(mlp_outputs),
         segments=batch.segments,
         attention_mask=batch.attention_mask,
         token_labels=_token_labels(model, features, transcripts, batch.segments),

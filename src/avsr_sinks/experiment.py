@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from avsr_sinks.act import calibrate
+from avsr_sinks.act import calibrate_as_set
 from avsr_sinks.augment import AugmentConfig
 from avsr_sinks.data.manifest import read_split
 from avsr_sinks.data.text import generate_text_corpus
@@ -104,6 +104,7 @@ def train_config(params: Mapping[str, Any], experiment: Experiment) -> TrainConf
         average_last=t["average_last"],
         decorr_lambda=params["decorr"]["lambda"] if experiment.method == "decorr" else 0.0,
         decorr_layers=tuple(params["decorr"]["layers"]) if params["decorr"]["layers"] else None,
+        autocast_bf16_on_cpu=t["autocast_bf16_on_cpu"],
     )
 
 
@@ -218,8 +219,7 @@ def method_context(
     if act_heads is None:
         raise ValueError(f"{experiment.name} decodes with ACT: give the heads.json of its head search")
     heads = read_act_heads(act_heads, params, experiment)
-    act = params["act"]
-    with calibrate(model, [tuple(h) for h in heads], beta=act["beta"], threshold=act["sink_threshold"]):
+    with calibrate_as_set(model, [tuple(h) for h in heads], params["act"]):
         yield heads
 
 

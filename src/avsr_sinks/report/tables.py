@@ -73,12 +73,17 @@ SINK_COLUMNS = [
     "seed",
     "bos_sink_share_percent",
     "intermediate_sinks",
-    "intermediate_sinks_on",
+    "sinks_modality",
+    "sinks_prompt",
+    "sinks_response",
     "massive_activations",
+    "massive_non_bos",
     "max_top1_over_median",
     "first_mlp_layer",
     "cosine_bos_sink",
     "cosine_bos_nonsink",
+    "cosine_bos_modality_sink",
+    "cosine_bos_modality_nonsink",
     "utterances",
 ]
 
@@ -87,20 +92,28 @@ SINK_COLUMNS = [
 COSINE_FROM_LAYER = 2
 
 
-def _mean_from_layer(layers: Sequence[dict[str, Any]], key: str) -> float | None:
-    values = [x[key] for x in layers[COSINE_FROM_LAYER:] if x[key] is not None]
+def _mean_from_layer(layers: Sequence[dict[str, Any]], key: str, group: str | None = None) -> float | None:
+    found = [x["by_group"][group][key] if group else x[key] for x in layers[COSINE_FROM_LAYER:]]
+    values = [v for v in found if v is not None]
     return round(sum(values) / len(values), 3) if values else None
+
+
+def bos_share_layers(num_layers: int) -> range:
+    """The layers the BOS sink share is averaged over: 2 to L-2. Sinks form after the first layers, and
+    the last layer attends for the next token, not as a sink; a model of under 4 layers has no such
+    middle, so all its layers after the first count."""
+    return range(2, num_layers - 1) if num_layers >= 4 else range(1, max(num_layers, 2))
 
 
 def collect_sinks(metrics_files: Sequence[Path]) -> pd.DataFrame:
     """One row per analysis ``results/analysis/<experiment>/metrics.json``.
 
-    BOS sink share: the mean over layers after the first (layer 0 mixes tokens before any sink forms, and
-    the paper's counts start after it) of the share of heads in which BOS is a sink. Intermediate sinks:
-    sink tokens other than BOS per utterance, summed over layers, and the segments they sit on. Massive
-    activations: entries past both thresholds, summed over layers and utterances. Cosines with BOS: of the
-    intermediate sink tokens and of the other tokens, the mean over layers ``COSINE_FROM_LAYER`` and up
-    (empty where no layer has such tokens).
+    BOS sink share: the mean over layers ``bos_share_layers`` of the share of heads in which BOS is a
+    sink. Intermediate sinks: sink tokens other than BOS per utterance, summed over layers, in all and by
+    segment group (modality blocks, prompt, response). Massive activations: entries past both thresholds,
+    summed over layers and utterances, in all and at tokens other than BOS. Cosines with BOS: of the
+    intermediate sink tokens and of the other tokens, in all and in the modality blocks, the mean over
+    layers ``COSINE_FROM_LAYER`` and up (empty where no layer has such tokens).
     """
     rows = []
     for path in metrics_files:
@@ -108,23 +121,28 @@ def collect_sinks(metrics_files: Sequence[Path]) -> pd.DataFrame:
         metrics = json.loads(path.read_text(encoding="utf-8"))
         experiment = parse_name(path.parent.name)
         layers = metrics["layers"]
-        on: dict[str, int] = {}
-        for layer in layers:
-            for segment, count in layer["intermediate_sinks_by_segment"].items():
-                on[segment] = on.get(segment, 0) + count
+        share_layers = bos_share_layers(len(layers))
         rows.append(
             {
                 **_experiment_columns(experiment),
                 "bos_sink_share_percent": round(
-                    100 * sum(x["bos_sink_share"] for x in layers[1:]) / max(len(layers) - 1, 1), 1
+                    100 * sum(layers[i]["bos_sink_share"] for i in share_layers) / len(share_layers), 1
                 ),
                 "intermediate_sinks": round(sum(x["intermediate_sink_count"] for x in layers), 2),
-                "intermediate_sinks_on": ", ".join(f"{k} {v}" for k, v in sorted(on.items())) or "-",
+                **{
+                    f"sinks_{group}": round(
+                        sum(x["by_group"][group]["sinks_per_utterance"] for x in layers), 2
+                    )
+                    for group in ("modality", "prompt", "response")
+                },
                 "massive_activations": sum(x["massive"]["count"] for x in layers),
+                "massive_non_bos": sum(x["massive"]["count_non_bos"] for x in layers),
                 "max_top1_over_median": round(max(x["massive"]["top1_over_median"] for x in layers), 1),
                 "first_mlp_layer": metrics["first_mlp_layer"],
                 "cosine_bos_sink": _mean_from_layer(layers, "cosine_bos_sink"),
                 "cosine_bos_nonsink": _mean_from_layer(layers, "cosine_bos_nonsink"),
+                "cosine_bos_modality_sink": _mean_from_layer(layers, "cosine_bos_sink", "modality"),
+                "cosine_bos_modality_nonsink": _mean_from_layer(layers, "cosine_bos_nonsink", "modality"),
                 "utterances": metrics["utterances"],
             }
         )
@@ -137,9 +155,12 @@ def write_sink_tables(metrics_files: Sequence[Path], csv_path: Path, md_path: Pa
     note = (
         f"Sink: sink score above {thresholds['sink']}; massive activation:"
         f" |h| > {thresholds['massive_abs']:g}"
-        f" and at least {thresholds['massive_ratio']:g} x the layer's median |h|. BOS sink share: mean over"
-        " layers after the first; intermediate sinks: per utterance, summed over layers; cosine with BOS of"
-        f" the intermediate sinks and of the other tokens: mean over layers {COSINE_FROM_LAYER} and up.\n\n"
+        f" and at least {thresholds['massive_ratio']:g} x the layer's median |h|; a position counts as a sink"
+        f" only if at least {thresholds.get('min_queries', 1)} queries see it. BOS sink share: mean over"
+        " layers 2 to L-2; intermediate sinks: per utterance, summed over layers, in all and in the modality"
+        " blocks (delimiters and feature tokens), prompt and response; cosine with BOS of the intermediate"
+        f" sinks and of the other tokens (in all, and in the modality blocks): mean over layers"
+        f" {COSINE_FROM_LAYER} and up.\n\n"
     )
     write_text_atomic(csv_path, table.to_csv(index=False))
     write_text_atomic(
