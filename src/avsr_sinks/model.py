@@ -116,9 +116,9 @@ def load_llm(
         attn_implementation=attn_implementation,
         dtype=torch.float32,
     )
-    added = tokenizer.add_special_tokens(
-        {"pad_token": SPECIAL_TOKENS["pad"]} if tokenizer.pad_token is None else {}
-    )
+    # A pad distinct from EOS: the CTC blank is the pad id, and EOS is a target the loss must keep.
+    own_pad = tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id
+    added = tokenizer.add_special_tokens({"pad_token": SPECIAL_TOKENS["pad"]} if own_pad else {})
     missing = [
         t
         for pair in (SPECIAL_TOKENS["audio"], SPECIAL_TOKENS["video"])

