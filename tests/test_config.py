@@ -101,3 +101,25 @@ def test_missing_required_key_in_base(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(base))
     with pytest.raises(ConfigError, match="beam_size"):
         load_params([path])
+
+
+def test_yaml_1_2_exponent_floats_read_as_numbers(tmp_path: Path) -> None:
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("train:\n  grad_clip: 1e1\n  weight_decay: 1E-2\n")
+    params = load_params([REPO / "params.yaml", overlay])
+    assert params["train"]["grad_clip"] == 10.0 and params["train"]["weight_decay"] == 0.01
+
+
+def test_plain_booleans_still_read(tmp_path: Path) -> None:
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("model:\n  projector_layernorm: False\n  match_embedding_norm: true\n")
+    params = load_params([REPO / "params.yaml", overlay])
+    assert params["model"]["projector_layernorm"] is False and params["model"]["match_embedding_norm"] is True
+
+
+def test_whole_floats_are_not_integers_but_integers_are_numbers(tmp_path: Path) -> None:
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("train:\n  grad_clip: 10\n  max_frames: 600.0\n")
+    with pytest.raises(ConfigError, match=r"'train\.max_frames' = 600\.0") as err:
+        load_params([REPO / "params.yaml", overlay])
+    assert "grad_clip" not in str(err.value)  # an integer where a number belongs is fine

@@ -3,11 +3,18 @@
 params.yaml is the only configuration. Overlays (``--configfile configs/x.yaml`` in Snakemake) are
 merged onto it key by key, the way Snakemake merges config files: mappings merge recursively, any other
 value (lists included) replaces the earlier one. Errors name the key, the value and the file that set it.
+
+Stricter than plain YAML and JSON Schema, where their defaults would let a mistake through: a key given
+twice in one mapping and YAML 1.1's word booleans (yes, no, on, off) are refused by the loader, ``1e-3``
+reads as a number (YAML 1.2) rather than a string, no value may be NaN or infinite, and ``integer`` in the
+schema means an integer, not a float that happens to be whole (``epochs: 2.0``).
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,13 +31,70 @@ class ConfigError(ValueError):
     """A configuration file is missing, unreadable or does not match the schema."""
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and word booleans, and reads 1e-3 as a float."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice in one mapping (first on line {seen[key] + 1}); the second "
+                    "would silently win: keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_WORD_BOOLEAN = "tag:avsr-sinks:word-boolean"
+# YAML 1.1 reads these as booleans (`on` is True), YAML 1.2 and JSON as strings: either reading may be
+# what the writer meant, so neither is taken.
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_StrictLoader.add_implicit_resolver(
+    _WORD_BOOLEAN,
+    re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$"),
+    list("yYnNoO"),
+)
+# YAML 1.1 needs a dot in a float, so PyYAML reads 1e-3 as the string "1e-3"; YAML 1.2 reads a number.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _refuse_word_boolean(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None,
+        None,
+        f"{node.value!r} is a boolean in YAML 1.1 and a string in YAML 1.2; write true or false, or quote it "
+        "if a string is meant",
+        node.start_mark,
+    )
+
+
+_StrictLoader.add_constructor(_WORD_BOOLEAN, _refuse_word_boolean)
+
+
 def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file does not exist")
     try:
         with path.open(encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            loader = _StrictLoader(fh)
+            try:
+                return loader.get_single_data()
+            finally:
+                loader.dispose()
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     except UnicodeDecodeError as err:
@@ -41,6 +105,27 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     schema = read_yaml(path)
     jsonschema.Draft202012Validator.check_schema(schema)
     return schema
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 2.0 as an integer; range(), torch threads and epoch counts do not.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
+def _non_finite(value: Any, path: KeyPath = ()) -> list[tuple[KeyPath, float]]:
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, value)]
+    if isinstance(value, Mapping):
+        return [found for k, v in value.items() for found in _non_finite(v, (*path, str(k)))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _non_finite(v, (*path, str(i)))]
+    return []
 
 
 def _merge(
@@ -74,6 +159,12 @@ def _source_of(path: KeyPath, sources: Mapping[KeyPath, str]) -> str:
 
 
 def _describe(error: jsonschema.ValidationError, sources: Mapping[KeyPath, str]) -> str:
+    if error.context:
+        # oneOf / anyOf (a setting given once or per task): the branch that got furthest into the value
+        # names the key and the value that is wrong, where the summary would only say "no branch fits".
+        deepest = max(error.context, key=lambda e: len(e.absolute_path))
+        if len(deepest.absolute_path) > len(error.absolute_path):
+            return _describe(deepest, sources)
     path: KeyPath = tuple(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = set(error.schema.get("properties", {}))
@@ -98,11 +189,16 @@ def validate(
     """Raise ConfigError listing every schema violation, each naming key, value and file."""
     schema = schema if schema is not None else load_schema()
     sources = sources or {}
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _Validator(schema)
     errors = sorted(validator.iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        details = "\n".join(f"  - {_describe(e, sources)}" for e in errors)
-        raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n{details}")
+    problems = [_describe(e, sources) for e in errors] + [
+        f"{_source_of(path, sources)}: key '{'.'.join(path)}' = {value}: not a finite number (NaN and "
+        "infinities poison training: one step turns every weight into NaN); give a finite value"
+        for path, value in _non_finite(params)
+    ]
+    if problems:
+        details = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"invalid configuration ({len(problems)} problem(s)):\n{details}")
     _check_cross_field(params, sources)
 
 

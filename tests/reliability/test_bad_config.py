@@ -29,6 +29,29 @@ CASES = [
     ("min_above_max", "corpus:\n  synth:\n    min_words: 9\n    max_words: 4\n", r"corpus\.synth\.min_words"),
     ("invalid_yaml", "train: [unclosed\n", r"not valid YAML"),
     ("top_level_list", "- a\n- b\n", r"top level must be a mapping"),
+    (
+        "nan_learning_rate",
+        "train:\n  lr: {asr: .nan, vsr: 5.0e-4, avsr: 1.0e-3}\n",
+        r"'train\.lr\.asr' = nan: not a finite",
+    ),
+    ("nan_grad_clip", "train:\n  grad_clip: .nan\n", r"'train\.grad_clip' = nan: not a finite"),
+    ("infinite_lambda", "decorr:\n  lambda: .inf\n", r"'decorr\.lambda' = inf: not a finite"),
+    (
+        "float_epochs",
+        "train:\n  epochs: {asr: 2.0, vsr: 8, avsr: 8}\n",
+        r"'train\.epochs\.asr' = 2\.0: .* not of type 'integer'",
+    ),
+    ("float_threads", "runtime:\n  threads: 1.0\n", r"'runtime\.threads' = 1\.0: .* not of type 'integer'"),
+    (
+        "duplicate_key",
+        "train:\n  grad_clip: 1.0\n  grad_clip: 5.0\n",
+        r"'grad_clip' is given twice .* line 2",
+    ),
+    (
+        "word_boolean",
+        "model:\n  projector_layernorm: on\n",
+        r"'on' is a boolean in YAML 1\.1 .* write true or false",
+    ),
 ]
 
 
