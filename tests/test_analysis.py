@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks.analysis import lm_phenomena, sink_scores
-from avsr_sinks.lm import sentence_batch
+from avsr_sinks.analysis import lm_phenomena, sentence_batch, sink_scores
 from avsr_sinks.model import load_llm
 
 

@@ -37,7 +37,7 @@ def test_missing_llm_names_the_model_its_files_and_the_key(tmp_path: Path) -> No
 def test_without_a_hub_id_the_message_names_the_rule_that_builds_the_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"audio_encoder.path: .*/convert_whisper.py --out-dir"):
         load_audio_encoder(tmp_path / "whisper-tiny.en", window_seconds=10)
-    with pytest.raises(FileNotFoundError, match=r"llm.path: .* run the pipeline's pretrain_lm rule"):
+    with pytest.raises(FileNotFoundError, match=r"llm.path: .* run the pipeline's install_bundled_llm rule"):
         load_llm(tmp_path / "lm")
 
 

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from avsr_sinks.layer_outputs import decoder_layers, recorded_outputs
-from avsr_sinks.lm import sentence_batch
 from avsr_sinks.model import Segment
 
 
@@ -34,6 +33,21 @@ def sink_scores(attention: torch.Tensor, length: int) -> torch.Tensor:
     a = attention[:, :length, :length]
     receivers = torch.arange(length, 0, -1, dtype=a.dtype, device=a.device)  # queries i >= j: N - j
     return a.sum(dim=1) / receivers
+
+
+def sentence_batch(tokenizer, sentences: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``BOS sentence EOS`` per row, right-padded."""
+    ids = [
+        [tokenizer.bos_token_id, *row, tokenizer.eos_token_id]
+        for row in tokenizer(list(sentences), add_special_tokens=False)["input_ids"]
+    ]
+    width = max(map(len, ids))
+    input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
 
 
 @torch.inference_mode()

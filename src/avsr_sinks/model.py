@@ -103,9 +103,9 @@ def load_llm(
         LLM_FILES,
         hub_id,
         otherwise=(
-            "for the embedded default run the pipeline's pretrain_lm rule first; for the paper scale put "
-            f"the Hugging Face folder of Llama-3.2-1B or -3B there ({', '.join(LLM_FILES)}) and set "
-            "llm.source: local and llm.hub_id"
+            "for the embedded default run the pipeline's install_bundled_llm rule (after `make setup`); "
+            "for the paper scale put the Hugging Face folder of Llama-3.2-1B or -3B there "
+            f"({', '.join(LLM_FILES)}) and set llm.source: local and llm.hub_id"
         ),
     )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from avsr_sinks.data.noise import noise_condition
@@ -136,51 +135,6 @@ def eval_csv(experiment: Experiment | str, condition: str) -> str:
     return eval_json(experiment, condition).removesuffix(".json") + ".hyp.csv"
 
 
-LM_REPORTS_DIR = "results/lm"
-
-
-def has_stretch_phase(params: Mapping[str, Any]) -> bool:
-    return params["llm"]["pretrain"]["stretch_phase"]["steps"] > 0
-
-
-def lm_copy_phase_dir(params: Mapping[str, Any]) -> str:
-    """The LM after its first (copy) pretraining phase: the LM itself unless a stretch phase follows."""
-    path = params["llm"]["path"]
-    return f"{path}-copy-phase" if has_stretch_phase(params) else path
-
-
-def copy_phase_settings(params: Mapping[str, Any]) -> dict[str, Any]:
-    """What the first phase depends on: llm.pretrain without the second phase's settings."""
-    return {k: v for k, v in params["llm"]["pretrain"].items() if k != "stretch_phase"}
-
-
-def lm_phases(params: Mapping[str, Any]) -> list[str]:
-    """The LM's pretraining phases, in order: copy pretraining, then the stretch phase when it runs."""
-    return ["pretrain", "stretch"] if has_stretch_phase(params) else ["pretrain"]
-
-
-def lm_phase_summary(phase: str) -> str:
-    return f"{LM_REPORTS_DIR}/{phase}.json"
-
-
-def lm_phase_log(phase: str) -> str:
-    return f"{LM_REPORTS_DIR}/{phase}_log.csv"
-
-
-def lm_report_names(params: Mapping[str, Any]) -> list[str]:
-    """The LM build's reports under LM_REPORTS_DIR: each phase's summary and per-step log."""
-    return [
-        Path(report).name
-        for phase in lm_phases(params)
-        for report in (lm_phase_summary(phase), lm_phase_log(phase))
-    ]
-
-
-def lm_summary(params: Mapping[str, Any]) -> str:
-    """The summary of the LM the pipeline uses (its last phase's)."""
-    return lm_phase_summary(lm_phases(params)[-1])
-
-
 VIDEO_PRETRAIN_SUMMARY = "results/video_encoder/pretrain.json"
 VIDEO_PRETRAIN_LOG = "results/video_encoder/pretrain_log.csv"
 WER_TABLES = ("results/tables/wer.csv", "results/tables/wer.md")
@@ -204,8 +158,6 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
     targets.append(FIGURES_DIR)
     if params["corpus"]["kind"] == "synthetic":
         targets += [corpus_card(params, "md"), corpus_card(params, "json"), corpus_intelligibility(params)]
-    if params["llm"]["source"] in ("pretrain", "shipped"):
-        targets += [f"{LM_REPORTS_DIR}/{name}" for name in lm_report_names(params) if name.endswith(".json")]
     if params["video_encoder"]["source"] == "pretrain" and any(
         "video" in e.modalities for e in build_grid(params)
     ):

@@ -26,6 +26,10 @@ WORKFLOW_FILES = (
 )
 
 
+# What `make setup` fetched (the LLM's wheel): shared read-only by every workspace, as installed packages are.
+DOWNLOADS = "data/downloads"
+
+
 def make_workspace(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
@@ -34,6 +38,8 @@ def make_workspace(root: Path) -> Path:
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, root / name)
+    (root / DOWNLOADS).parent.mkdir(exist_ok=True)
+    (root / DOWNLOADS).symlink_to((REPO / DOWNLOADS).resolve(), target_is_directory=True)
     return root
 
 

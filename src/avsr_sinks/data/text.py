@@ -8,14 +8,14 @@ frequency profile; everything is a pure function of the seed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from avsr_sinks.data import lexicon
 
-SPLIT_CODES = {"train": 1, "val": 2, "test": 3, "lm": 4}
+SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 _ZIPF_OFFSET = 2.7  # Mandelbrot offset: flattens the head so the top word is not a third of all draws
 _WORD_RE = re.compile(r"^[a-z']+$")
 
@@ -360,29 +360,3 @@ def split_sentences(
             sents.append(sent)
         out[split] = sents
     return out
-
-
-def generate_text_corpus(
-    seed: int,
-    n_sentences: int,
-    exclude: Iterable[str] = (),
-    vocab_size: int = 1000,
-    min_words: int = 3,
-    max_words: int = 12,
-) -> list[str]:
-    """Extra text-only sentences (e.g. language-model pretraining), unique and disjoint from ``exclude``.
-
-    Pass the val and test transcripts as ``exclude`` so no held-out sentence leaks into training text.
-    """
-    lex = Lexicon(vocab_size)
-    banned = set(exclude)
-    rng = np.random.default_rng([seed, SPLIT_CODES["lm"]])
-    out: list[str] = []
-    for _ in range(50 * n_sentences + 1000):
-        if len(out) == n_sentences:
-            return out
-        sent = make_sentence(lex, rng, min_words, max_words)
-        if sent not in banned:
-            banned.add(sent)
-            out.append(sent)
-    raise RuntimeError(f"could only make {len(out)} of {n_sentences} distinct sentences")
