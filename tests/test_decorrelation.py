@@ -1,15 +1,17 @@
-"""The decorrelation loss against PAPER.md section 3, written out with explicit loops."""
+"""The decorrelation loss against PAPER.md section 3, written out with explicit loops, and its weight in the
+real training step."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from avsr_sinks.losses import decorrelation_loss
 from avsr_sinks.model import Segment
+from tests.train_spy import spy_on_toy_training
 
 LAYERS = 4  # L decoder layers: hidden_states holds L + 1 tensors
 HIDDEN = 16
@@ -130,13 +132,41 @@ def test_gradients_reach_only_chosen_prefix_states(layers: list[int] | None) -> 
     assert {0, LAYERS}.isdisjoint(chosen)
 
 
-def test_lambda_zero_leaves_cross_entropy_unchanged() -> None:
-    segments = _segments(equal=False)
-    loss = decorrelation_loss(_hidden(segments), segments)
-    logits, targets = torch.randn(8, 11), torch.randint(0, 11, (8,))
-    ce = F.cross_entropy(logits, targets)
-    assert loss > 0
-    assert torch.equal(ce + 0.0 * loss, ce)
+def test_lambda_zero_trains_on_the_cross_entropy_alone(
+    tiny_lm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy, _ = spy_on_toy_training(tiny_lm_dir, tmp_path / "data", tmp_path / "out", monkeypatch)
+    for step in spy.steps:
+        assert step["decorr"] is None, "the baseline must not compute the decorrelation loss at all"
+        # Exactly, not approximately: lambda = 0 is the baseline recipe, bit for bit.
+        assert torch.equal(step["loss"], step["ce"].detach())
+        for got, ce in zip(step["grad_loss"], step["grad_ce"], strict=True):
+            assert torch.equal(got, ce)
+
+
+@pytest.mark.parametrize("decorr_lambda", [0.25, 3.0])
+def test_lambda_adds_exactly_lambda_times_the_decorrelation_loss(
+    tiny_lm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decorr_lambda: float
+) -> None:
+    spy, _ = spy_on_toy_training(
+        tiny_lm_dir, tmp_path / "data", tmp_path / "out", monkeypatch, decorr_lambda=decorr_lambda
+    )
+    for step in spy.steps:
+        decorr = step["decorr"]
+        # The term train adds is the loss of this very forward pass, over the default layers 1..L-1.
+        recomputed = decorrelation_loss(step["out"].hidden_states, step["assembled"].segments)
+        assert torch.equal(decorr.detach(), recomputed.detach())
+        assert decorr.item() > 0.01  # large enough that a wrong weight shows in the sum
+        # The tolerances allow float32 rounding only; a wrong weight moves the sum by >= 0.75 x 0.01.
+        torch.testing.assert_close(
+            step["loss"], (step["ce"] + decorr_lambda * decorr).detach(), rtol=1e-6, atol=1e-6
+        )
+        torch.testing.assert_close(
+            step["loss"] - step["ce"].detach(), decorr_lambda * decorr.detach(), rtol=1e-4, atol=1e-6
+        )
+        for got, ce, dec in zip(step["grad_loss"], step["grad_ce"], step["grad_decorr"], strict=True):
+            torch.testing.assert_close(got, ce + decorr_lambda * dec, rtol=1e-5, atol=1e-7)
+        assert any(d.abs().max() > 0 for d in step["grad_decorr"]), "the term must reach the weights"
 
 
 @pytest.mark.parametrize("layers", [[0], [LAYERS], [LAYERS + 1], [-1], [1, 0]])
@@ -157,3 +187,32 @@ def test_other_misuse_is_rejected() -> None:
         decorrelation_loss(hidden[:2], segments)
     with pytest.raises(ValueError, match="BOS"):
         decorrelation_loss(hidden, torch.roll(segments, 1, dims=1))
+    left_padded = segments.clone()
+    left_padded[1] = torch.roll(segments[1], 1)  # one row of three, its BOS moved off position 0
+    with pytest.raises(ValueError, match="BOS"):
+        decorrelation_loss(hidden, left_padded)
+    # Hidden states of one sequence would broadcast silently against three rows of segments.
+    with pytest.raises(ValueError, match=r"hidden_states\[1\] has shape \(1, 19, 16\); segments \(3, 19\)"):
+        decorrelation_loss(tuple(h[:1] for h in hidden), segments)
+
+
+def test_non_finite_pad_and_response_states_leave_the_loss_unchanged() -> None:
+    segments = _segments(equal=False)
+    hidden = _hidden(segments)
+    outside = (segments == Segment.PAD) | (segments == Segment.RESPONSE)
+    poisoned = []
+    for h in hidden:
+        h = h.clone()
+        h[outside] = torch.tensor([math.inf, -math.inf, math.nan] * 5 + [1.0])  # overflowed or NaN states
+        poisoned.append(h)
+    assert torch.equal(decorrelation_loss(poisoned, segments), decorrelation_loss(hidden, segments))
+
+
+def test_rows_of_bare_bos_give_zero() -> None:
+    """No prefix position but BOS (a degenerate batch): nothing to decorrelate, a zero loss, not 0 / 0."""
+    segments = torch.tensor([[Segment.BOS, Segment.RESPONSE, Segment.PAD]] * 2)
+    hidden = tuple(torch.randn(2, 3, HIDDEN, requires_grad=True) for _ in range(LAYERS + 1))
+    loss = decorrelation_loss(hidden, segments)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert all(torch.isfinite(h.grad).all() for h in hidden if h.grad is not None)

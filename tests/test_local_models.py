@@ -42,5 +42,17 @@ def test_without_a_hub_id_the_message_names_the_rule_that_builds_the_folder(tmp_
 
 
 def test_a_folder_with_config_json_passes(tmp_path: Path) -> None:
+    def check() -> None:
+        require_model_folder(tmp_path, "llm.path", ["config.json"], "org/model", otherwise="unused")
+
+    # config.json is what makes the folder pass: the same folder is refused without it, or with a
+    # directory of that name.
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        check()
+    (tmp_path / "config.json").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        check()
+    (tmp_path / "config.json").rmdir()
     (tmp_path / "config.json").write_text("{}")
-    require_model_folder(tmp_path, "llm.path", ["config.json"], "org/model", otherwise="unused")
+    assert check() is None

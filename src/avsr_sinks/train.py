@@ -1,4 +1,5 @@
-"""Training loop for the projectors and LoRA adapters (accelerate: fp32 on CPU, bf16 on GPU, DDP)."""
+"""Training loop for the projectors and LoRA adapters (accelerate: bf16 autocast on GPU, and on CPU when
+asked; DDP)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ class TrainConfig:
     # of 1..L-1).
     decorr_lambda: float = 0.0
     decorr_layers: tuple[int, ...] | None = None
+    # bf16 autocast of the forward pass on a CPU too (a GPU always trains under it); weights, optimizer
+    # state and the checkpoint stay float32.
+    autocast_bf16_on_cpu: bool = False
 
 
 def seed_everything(seed: int) -> None:
@@ -235,7 +239,7 @@ def train(
     seed_everything(cfg.seed)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
-        mixed_precision="bf16" if torch.cuda.is_available() else "no",
+        mixed_precision="bf16" if torch.cuda.is_available() or cfg.autocast_bf16_on_cpu else "no",
         # The CTC warm-up leaves the LoRA adapters out of the graph; DDP must be told to expect that.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ctc_warmup_steps > 0)],
     )
@@ -328,6 +332,9 @@ def train(
                     resume_dir, unwrapped, optimizer, schedule, step, record, log_rows, snapshots_kept
                 )
     progress.close()
+    # accelerate put its autocast around the model's own forward; whatever runs the model next (a test,
+    # a decode in the same process) gets the plain float32 forward back.
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     weights = unwrapped.trainable_state_dict()
     if len(averaged) > 1:
         assert resume_dir is not None

@@ -4,12 +4,15 @@ remote code. Refusals of concrete hostile files are catalogue cases (tests/relia
 
 from __future__ import annotations
 
+import pickle
 import re
 import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
+from avsr_sinks import train
 from tests.conftest import REPO
 from tests.pipeline.workspace import make_workspace, snakemake
 
@@ -62,9 +65,43 @@ def test_pickle_is_read_only_by_the_restricted_readers() -> None:
     assert readers <= PICKLE_READERS, readers
 
 
-def test_train_resume_state_is_loaded_weights_only() -> None:
-    text = (REPO / "src/avsr_sinks/train.py").read_text(encoding="utf-8")
-    assert "torch.load(" not in text or re.search(r"torch\.load\([^)]*weights_only=True", text)
+class _WouldWriteAFile:
+    """Unpickling this calls ``open(path, "w")``: the file appearing means the pickle ran code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+class _TinyModel(torch.nn.Linear):
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in self.named_parameters()}
+
+
+def test_train_resume_state_is_loaded_weights_only(tmp_path: Path) -> None:
+    """A resume folder whose optimizer state is a pickle that would run code is refused, and the code
+    never runs; the same folder with the state train saved itself loads."""
+    model = _TinyModel(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    record = {"experiment": "toy", "seed": 0}
+    resume = tmp_path / "resume"
+    resume.mkdir()
+    train._save_resume(resume, model, optimizer, schedule, 4, record, [], snapshots_kept=0)
+    (save,) = resume.iterdir()
+    loaded = train._load_resume(resume, record)
+    assert loaded is not None and loaded["step"] == 4 and "optimizer" in loaded  # the control: it loads
+
+    marker = tmp_path / "pickle-ran-code"
+    honest = torch.load(save / "optimizer.pt", weights_only=True)
+    torch.save({**honest, "optimizer": _WouldWriteAFile(marker)}, save / "optimizer.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        train._load_resume(resume, record)
+    assert not marker.exists(), "the resume state was unpickled with code execution allowed"
 
 
 def test_checkpoints_and_models_are_saved_as_safetensors() -> None:
