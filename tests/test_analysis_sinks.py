@@ -204,6 +204,15 @@ def test_sinks_are_counted_in_the_segment_group_of_their_position() -> None:
     assert counts[2] == {"modality": 1.0, "prompt": 0.0, "response": 0.0}
 
 
+def test_the_figure_shows_a_layer_where_bos_and_an_intermediate_token_both_sink(one: dict) -> None:
+    """Layer 0 has more intermediate sinks but no BOS sink; layer 2 has both, as the paper's map does."""
+    one["attentions"][0][0] = with_sink(S, 2, 0.6)
+    one["attentions"][0][1] = with_sink(S, 3, 0.6)
+    metrics, _ = analyze_batch(**batch([one]))
+    assert [x["intermediate_sink_count"] for x in metrics["layers"]] == [2, 0, 1]
+    assert metrics["figure"]["attention_layer"] == 2
+
+
 def test_thresholds_are_parameters(one: dict) -> None:
     metrics, arrays = analyze_batch(**batch([one]), thresholds=AnalysisThresholds(sink=0.9, massive_abs=1e4))
     assert all(x["bos_sink_share"] == 0 and x["intermediate_sink_count"] == 0 for x in metrics["layers"])
