@@ -180,6 +180,8 @@ HAND_ROWS = torch.tensor(
         ("first_token", 0.3, [1, 3], [0.0, 0.5 * 0.4, 0.05 * (1 + 0.6 * 0.95 / 0.05), 0.45 * 0.4]),
         # ... the released code leaves the first key above the threshold (1) alone.
         ("first_sink", 0.3, [3], [0.0, 0.5 * (1 + 0.6 * 0.45 / 0.55), 0.05 * (1 + 0.6 * 0.45 / 0.55), 0.18]),
+        # A score equal to the threshold does not exceed it (key 3 at 0.45).
+        ("first_token", 0.45, [1], None),
         # At 0.2 the first token is a sink too, and both rules exempt it alone.
         ("first_token", 0.2, [1, 2, 3], None),
         ("first_sink", 0.2, [1, 2, 3], None),

@@ -44,7 +44,8 @@ def with_sink(n: int, key: int, share: float) -> torch.Tensor:
 def utterance(massive: bool = True) -> dict:
     """One row with BOS a sink in heads 0-2 of layers 1-2, an intermediate sink at </audio> in layer 2 head
     3, massive entries at (BOS, feature 7) in layers 1-2 and at (</audio>, feature 7) in layer 2, and the
-    MLP of layer 1 writing feature 7 (plus a decoy at feature 5 in layer 0 that no hidden state carries)."""
+    MLPs of layers 1 and 2 writing feature 7 (plus a decoy at feature 5 in layer 0 that no hidden state
+    carries)."""
     attentions = []
     for layer in range(L):
         heads = [background(S) for _ in range(HEADS)]
@@ -59,6 +60,7 @@ def utterance(massive: bool = True) -> dict:
         hidden[2][0, 7] = hidden[3][0, 7] = 5000.0
         hidden[3][CLOSE_AUDIO, 7] = 3000.0
         mlp[1][0, 7] = 5000.0
+        mlp[2][CLOSE_AUDIO, 7] = 5000.0
         mlp[0][3, 5] = 5000.0
     return {"attentions": attentions, "hidden": hidden, "mlp": mlp}
 
@@ -131,7 +133,7 @@ def test_finds_exactly_the_planted_sinks_and_massive_activations(one: dict) -> N
     assert 0.3 < layers[2]["massive"]["median"] < 1.5  # |N(0, 1)| has median 0.67
     assert layers[1]["massive"]["top1_over_median"] > 1000
     # The decoy at feature 5 in layer 0's MLP is not a massive feature of any hidden state.
-    assert [x["mlp_massive_features"] for x in layers] == [[], [7], []]
+    assert [x["mlp_massive_features"] for x in layers] == [[], [7], [7]]
     assert metrics["first_mlp_layer"] == 1
 
     # </audio> shares BOS's huge feature 7 in layer 2's output, so their cosine is ~1.
@@ -169,6 +171,7 @@ def test_batch_aggregation(one: dict) -> None:
     layers = metrics["layers"]
     assert [x["bos_sink_share"] for x in layers] == [0.0, 0.375, 0.375]  # mean over the two utterances
     assert [x["intermediate_sink_count"] for x in layers] == [0, 0, 0.5]
+    assert layers[2]["by_group"]["modality"]["sinks_per_utterance"] == 0.5
     assert layers[2]["intermediate_sinks"][0]["utterance"] == 1
     assert layers[2]["massive"]["utterance"] == 1 and layers[2]["massive"]["utterances_with"] == 1
     assert metrics["figure"]["utterance"] == 1 and int(arrays["sink_token"]) == CLOSE_AUDIO
@@ -199,6 +202,15 @@ def test_sinks_are_counted_in_the_segment_group_of_their_position() -> None:
     ]
     assert counts[1] == {"modality": 0.0, "prompt": 1.0, "response": 0.0}
     assert counts[2] == {"modality": 1.0, "prompt": 0.0, "response": 0.0}
+
+
+def test_the_figure_shows_a_layer_where_bos_and_an_intermediate_token_both_sink(one: dict) -> None:
+    """Layer 0 has more intermediate sinks but no BOS sink; layer 2 has both, as the paper's map does."""
+    one["attentions"][0][0] = with_sink(S, 2, 0.6)
+    one["attentions"][0][1] = with_sink(S, 3, 0.6)
+    metrics, _ = analyze_batch(**batch([one]))
+    assert [x["intermediate_sink_count"] for x in metrics["layers"]] == [2, 0, 1]
+    assert metrics["figure"]["attention_layer"] == 2
 
 
 def test_thresholds_are_parameters(one: dict) -> None:

@@ -22,6 +22,7 @@ def write_metrics(folder: Path, metrics: dict) -> Path:
 
 def test_planted_analysis_reads_into_the_table(tmp_path: Path) -> None:
     metrics, _ = analyze_batch(**batch([utterance()]))
+    metrics["layers"][1]["by_group"]["modality"]["cosine_bos_sink"] = -1.0  # before COSINE_FROM_LAYER
     row = collect_sinks([write_metrics(tmp_path / "asr-a4-baseline-s0", metrics)]).iloc[0]
     assert row["bos_sink_share_percent"] == 75.0  # three layers: 1 and 2 count, each 3 of 4 heads
     assert (row["sinks_modality"], row["sinks_prompt"], row["sinks_response"]) == (1.0, 0.0, 0.0)

@@ -200,14 +200,15 @@ def analyze_batch(
       layer (None when there are none), with their counts.
 
     The arrays (float32 maps, int64 indices) are for utterance ``utterance`` (real tokens only, n of
-    them): ``attention`` (n, n) the head mean of ``attention_layer`` (default: the layer with the most
-    intermediate sinks in it, else ``hidden_layer``), ``segments`` (n,), ``token_labels`` (n,) str,
-    ``sink_scores`` (L, heads, n), ``hidden_abs`` (n, H) |output| of ``hidden_layer`` (default: its layer
-    with the largest top-1/median), ``cosine_bos`` (L, n); ``sink_token`` (its position with the most
-    (layer, head) sink hits, -1 if none) and ``nonsink_token`` (the first never-sink token, feature tokens
-    first, -1 if none). Batch curves: ``topk`` (L, 3), ``median``, ``top1_over_median``,
-    ``bos_sink_share``, ``intermediate_sink_count``, ``cosine_bos_sink``, ``cosine_bos_nonsink`` (L,;
-    NaN where no token), and ``thresholds`` (sink, massive_abs, massive_ratio).
+    them): ``attention`` (n, n) the head mean of ``attention_layer`` (default: of the layers where BOS is
+    a sink in at least half the heads, the one with the most intermediate sinks; without such a layer the
+    layer with the most intermediate sinks, else ``hidden_layer``), ``segments`` (n,), ``token_labels``
+    (n,) str, ``sink_scores`` (L, heads, n), ``hidden_abs`` (n, H) |output| of ``hidden_layer`` (default:
+    its layer with the largest top-1/median), ``cosine_bos`` (L, n); ``sink_token`` (its position with the
+    most (layer, head) sink hits, -1 if none) and ``nonsink_token`` (the first never-sink token, feature
+    tokens first, -1 if none). Batch curves: ``topk`` (L, 3), ``median``, ``top1_over_median``,
+    ``bos_sink_share``, ``intermediate_sink_count``, ``cosine_bos_sink``, ``cosine_bos_nonsink`` (L,; NaN
+    where no token), and ``thresholds`` (sink, massive_abs, massive_ratio).
     """
     _check_inputs(attentions, hidden_states, mlp_outputs, segments, attention_mask, token_labels)
     n_layers, batch = len(attentions), segments.shape[0]
@@ -320,7 +321,10 @@ def analyze_batch(
         hidden_layer = int((u["top"][:, 0] / u["median"]).argmax())
     inter = u["is_sink"][:, :, 1:].any(1).sum(1)  # (L,) intermediate sink tokens per layer
     if attention_layer is None:
-        attention_layer = int(inter.argmax()) if int(inter.max()) > 0 else hidden_layer
+        # The paper's map shows both kinds of sink: prefer the layers where BOS is a sink in most heads.
+        bos_layers = u["is_sink"][:, :, 0].float().mean(1) >= 0.5  # (L,)
+        pool = inter * bos_layers if bool((inter * bos_layers).any()) else inter
+        attention_layer = int(pool.argmax()) if int(pool.max()) > 0 else hidden_layer
     hits = [0, *u["is_sink"][:, :, 1:].sum((0, 1)).tolist()]  # (layer, head) pairs where token j sinks
     sink_token = max(range(len(hits)), key=lambda j: (hits[j], -j)) if max(hits) > 0 else -1
     never = [j for j in range(1, len(hits)) if hits[j] == 0]

@@ -21,6 +21,7 @@ from avsr_sinks.experiment import load_checkpoint
 from avsr_sinks.features import FeatureDataset, FeatureStore
 from avsr_sinks.grid import Experiment, parse_name
 from avsr_sinks.model import AVSRModel
+from avsr_sinks.train import NonFiniteLossError
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -115,6 +116,7 @@ _INPUT_REMEDIES = {
     "(schemas/params.schema.yaml lists every key and what it accepts), then rerun",
     DataError: _CORPUS_REMEDY,
     MediaError: _CORPUS_REMEDY,
+    NonFiniteLossError: "change what the message names, then rerun: training resumes from its last save",
 }
 
 

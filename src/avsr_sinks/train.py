@@ -61,6 +61,40 @@ class TrainConfig:
     autocast_bf16_on_cpu: bool = False
 
 
+class NonFiniteLossError(RuntimeError):
+    """A training step's loss or gradient is NaN or infinite; nothing of that step was applied."""
+
+
+@dataclass(frozen=True)
+class NonFiniteStep:
+    """Stops a training step whose loss or gradient is not finite, before the optimizer applies it.
+
+    One NaN step turns every weight into NaN, and every later save with it: the run stops instead, with
+    the weights and the resume saves as they were after the last good step.
+    """
+
+    step: int
+    total_steps: int
+    uids: Sequence[str]
+    resume_dir: Path | None
+
+    def check(self, what: str, value: torch.Tensor, terms: Mapping[str, torch.Tensor | None]) -> None:
+        if bool(torch.isfinite(value).all()):
+            return
+        parts = ", ".join(f"{k} {float(v):.4g}" for k, v in terms.items() if v is not None)
+        saves = sorted(self.resume_dir.glob("step-*")) if self.resume_dir and self.resume_dir.is_dir() else []
+        resume = (
+            f"the last good save, {saves[-1]}, is kept and a rerun resumes from it"
+            if saves
+            else "no resume save was written before it"
+        )
+        raise NonFiniteLossError(
+            f"training step {self.step} of {self.total_steps}: the {what} is {float(value)} ({parts}); the "
+            f"step was not applied and {resume}. Lower train.lr or train.grad_clip, or check this batch's "
+            f"inputs: {', '.join(list(self.uids)[:4])}{' ...' if len(self.uids) > 4 else ''}"
+        )
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -303,11 +337,12 @@ def train(
                 if decorrelating
                 else torch.zeros(())
             )
-            if warming_up:
-                accelerator.backward(ctc)
-            else:
-                accelerator.backward(out.loss + cfg.ctc_weight * ctc + cfg.decorr_lambda * decorr)
+            total = ctc if warming_up else out.loss + cfg.ctc_weight * ctc + cfg.decorr_lambda * decorr
+            stop = NonFiniteStep(step + 1, total_steps, batch["uids"], resume_dir)
+            stop.check("loss", total, {"cross-entropy": None if warming_up else out.loss, "CTC": ctc})
+            accelerator.backward(total)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            stop.check("gradient norm", grad_norm, {"decorrelation": decorr})
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)

@@ -72,7 +72,11 @@ def paper_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_paper_configuration_runs_end_to_end_on_tiny_models(paper_run: tuple[Path, Path]) -> None:
     work, files = paper_run
     table = pd.read_csv(work / "results/tables/wer.csv")
-    assert list(table["experiment"]) == [EXPERIMENT, AV_EXPERIMENT] and (table["utterances"] == 1).all()
+    methods = ("baseline", "decorr", "act")
+    expected = sorted(e.replace("baseline", m) for e in (EXPERIMENT, AV_EXPERIMENT) for m in methods)
+    assert sorted(table["experiment"]) == expected and (table["utterances"] == 1).all()
+    heads = json.loads((work / f"results/act/{EXPERIMENT.replace('baseline', 'act')}/heads.json").read_text())
+    assert heads["metric"] == "wer" and heads["utterances"] == 1
     hyps = pd.read_csv(work / f"results/eval/{EXPERIMENT}/clean.hyp.csv")
     assert len(hyps) == 1 and hyps["reference"].str.len().min() > 0
     ckpt = work / f"results/checkpoints/{EXPERIMENT}"

@@ -201,4 +201,9 @@ def test_paper_scale_plans_without_its_files(tmp_path: Path) -> None:
     for rule in ("audio_features", "video_features", "convert_avhubert", "train", "evaluate", "wer_tables"):
         assert rule in output
     assert "asr-a32-baseline-s0" in output and "avsr-a16v5-baseline-s0" in output
+    # The paper scale runs all three methods in every setting, and searches ACT's heads by WER.
+    settings = ("asr-a4", "asr-a16", "asr-a32", "vsr-v2", "vsr-v5", "avsr-a4v2", "avsr-a16v5")
+    for name in (f"{s}-{m}-s0" for s in settings for m in ("baseline", "decorr", "act")):
+        assert f"experiment={name}" in output, name
+    assert output.count("rule act_heads:") == len(settings)
     assert "make_corpus" not in output and "pretrain_video_encoder" not in output
