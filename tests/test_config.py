@@ -123,3 +123,12 @@ def test_whole_floats_are_not_integers_but_integers_are_numbers(tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"'train\.max_frames' = 600\.0") as err:
         load_params([REPO / "params.yaml", overlay])
     assert "grad_clip" not in str(err.value)  # an integer where a number belongs is fine
+
+
+def test_a_ctc_warm_up_without_the_ctc_loss_is_refused(tmp_path: Path) -> None:
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("train:\n  ctc_weight: 0.0\n  ctc_warmup_steps: 10\n")
+    with pytest.raises(
+        ConfigError, match=rf"{overlay}: key 'train.ctc_warmup_steps' = 10 .*train.ctc_weight = 0"
+    ):
+        load_params([REPO / "params.yaml", overlay])

@@ -204,6 +204,14 @@ def validate(
 
 def _check_cross_field(params: Mapping[str, Any], sources: Mapping[KeyPath, str]) -> None:
     """Rules a JSON schema cannot state: relations between keys."""
+    train = params["train"]
+    if train["ctc_warmup_steps"] > 0 and train["ctc_weight"] == 0:
+        path = ("train", "ctc_warmup_steps")
+        raise ConfigError(
+            f"{_source_of(path, sources)}: key 'train.ctc_warmup_steps' = {train['ctc_warmup_steps']} warms "
+            "the projectors up on the CTC loss, but train.ctc_weight = 0 gives the model no CTC head: set "
+            "train.ctc_warmup_steps to 0 or train.ctc_weight above 0"
+        )
     synth = params["corpus"]["synth"]
     if synth["min_words"] > synth["max_words"]:
         path = ("corpus", "synth", "min_words")
