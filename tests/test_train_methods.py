@@ -89,7 +89,12 @@ def test_warm_start_sources_follow_the_rates_and_must_be_in_the_grid() -> None:
 
     params = load_params([REPO / "params.yaml"])
     params["train"]["warm_start"] = {"asr": [], "vsr": [], "avsr": ["asr", "vsr"]}
-    params["grid"]["methods"] = ["baseline", "decorr", "act"]
+    params["grid"] |= {
+        "asr_audio_rates": [4, 16],
+        "vsr_video_rates": [2, 5],
+        "avsr_rates": [[4, 2], [16, 5]],
+        "methods": ["baseline", "decorr", "act"],
+    }
     sources = warm_start_sources(params, parse_name("avsr-a16v5-decorr-s0"))
     assert [s.name for s in sources] == ["asr-a16-decorr-s0", "vsr-v5-decorr-s0"]
     assert [s.name for s in warm_start_sources(params, parse_name("avsr-a4v2-act-s0"))] == [

@@ -42,6 +42,7 @@ train:
   max_frames: 40
   checkpoint_every: 10
   average_last: 3
+  ctc_weight: 1.0
   ctc_warmup_steps: 5
 decode: {beam_size: 4, max_new_tokens: 24}
 """
