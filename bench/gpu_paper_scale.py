@@ -24,7 +24,8 @@ log-mel extraction, video decoding and data loading are not timed.
 
 FLOPs per training step, counted analytically (``step_flops``); one multiply-add is 2 FLOPs, a matmul
 of (m x k) by (k x n) 2mkn. Forward: every matmul and convolution of the encoders, projectors and LLM
-(LM head included, all positions), and attention's two L x L products per layer counted in full (4 L^2
+(LM head included, at the positions that predict a label: transcript + EOS, as ``AVSRModel.forward``
+computes it), and attention's two L x L products per layer counted in full (4 L^2
 x query width per sample), as PaLM's MFU does, although a causal kernel may skip half. Backward: the
 frozen LLM weights need only activation gradients (1x their forward); LoRA, the projectors' second
 layer and the attention products need both operands' gradients (2x); the projectors' first layer needs
@@ -346,7 +347,7 @@ def step_flops(
         + 2 * _matmul(rows, llm.hidden, kv_width)
         + _matmul(rows, q_width, llm.hidden)
         + 3 * _matmul(rows, llm.hidden, llm.intermediate)
-    ) + _matmul(rows, llm.hidden, vocab)
+    ) + _matmul(b * (work.transcript_tokens + 1), llm.hidden, vocab)
     attention = llm.layers * b * 4 * length * length * q_width
     lora = llm.layers * sum(
         _matmul(rows, llm.hidden, lora_rank) + _matmul(rows, lora_rank, width)

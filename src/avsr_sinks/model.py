@@ -17,6 +17,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from avsr_sinks.io import require_model_folder
 
@@ -358,6 +359,11 @@ class AVSRModel(nn.Module):
     ):
         """Teacher-forced LLM pass; with a CTC head, ``out["ctc_loss"]`` holds the auxiliary loss too.
 
+        ``out.loss`` is the mean cross-entropy over the label tokens (transcript + EOS), as transformers
+        computes it with shifted labels, and ``out.hidden_states`` the LLM's hidden states when asked. The
+        LM head runs only at the positions that predict a label (a vocabulary-wide projection of the
+        prefix is most of a small LLM's step otherwise), so ``out.logits`` is None.
+
         ``run_llm=False`` computes the CTC loss alone (the warm-up stage) and returns ``({"ctc_loss": ...},
         None)``; it goes through ``forward`` so that a DDP-wrapped model syncs its gradients.
         """
@@ -367,11 +373,20 @@ class AVSRModel(nn.Module):
             tokens = {m: [self._modality_tokens(m, f[m]) for f in features] for m in self.cfg.ctc_inputs}
             return {"ctc_loss": self._ctc_loss(tokens, self._target_ids(transcripts))}, None
         batch = self.assemble(features, transcripts)
-        out = self.llm(
+        base = self.llm.get_base_model()  # the causal LM, its LoRA layers in place
+        decoded = base.get_decoder()(
             inputs_embeds=batch.inputs_embeds,
             attention_mask=batch.attention_mask,
-            labels=batch.labels,
             output_hidden_states=output_hidden_states,
+            use_cache=False,
+        )
+        # Position t predicts token t + 1: keep the positions whose next token is a label.
+        targets = batch.labels[:, 1:]  # (B, L - 1)
+        keep = targets != -100  # (B, L - 1)
+        logits = base.get_output_embeddings()(decoded.last_hidden_state[:, :-1][keep])  # (N, V)
+        out = CausalLMOutputWithPast(
+            loss=nn.functional.cross_entropy(logits.float(), targets[keep]),
+            hidden_states=decoded.hidden_states,
         )
         if self.ctc_head is not None:
             tokens = {
