@@ -13,6 +13,7 @@ import torch
 from avsr_sinks import train
 from avsr_sinks.features import FeatureDataset, FeatureStore
 from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.nonfinite import NonFiniteLossError
 from tests.train_job import CONFIG, make_features, toy_model_config
 
 RUN = dataclasses.replace(CONFIG, epochs=1, ctc_warmup_steps=0, checkpoint_every=2, average_last=1)
@@ -49,7 +50,7 @@ def test_a_nan_step_stops_the_run_and_a_rerun_resumes_from_the_last_good_save(
     assert len(batches) > 4
     dataset.poisoned = dataset.uids[batches[3][0]]
     out, resume = tmp_path / "out", tmp_path / "resume"
-    with pytest.raises(train.NonFiniteLossError, match=r"training step 4 of \d+: the loss is nan") as err:
+    with pytest.raises(NonFiniteLossError, match=r"training step 4 of \d+: the loss is nan") as err:
         train.train(model(tiny_lm_dir), dataset, RUN, out, {"experiment": "toy"}, resume)
     assert dataset.poisoned in str(err.value) and "step-00000002" in str(err.value)
     assert not out.exists()

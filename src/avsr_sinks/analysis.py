@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from avsr_sinks.layer_outputs import decoder_layers, recorded_outputs
 from avsr_sinks.model import Segment
 
 
@@ -33,55 +32,6 @@ def sink_scores(attention: torch.Tensor, length: int) -> torch.Tensor:
     a = attention[:, :length, :length]
     receivers = torch.arange(length, 0, -1, dtype=a.dtype, device=a.device)  # queries i >= j: N - j
     return a.sum(dim=1) / receivers
-
-
-def sentence_batch(tokenizer, sentences: Sequence[str]) -> dict[str, torch.Tensor]:
-    """``BOS sentence EOS`` per row, right-padded."""
-    ids = [
-        [tokenizer.bos_token_id, *row, tokenizer.eos_token_id]
-        for row in tokenizer(list(sentences), add_special_tokens=False)["input_ids"]
-    ]
-    width = max(map(len, ids))
-    input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        input_ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-    return {"input_ids": input_ids, "attention_mask": mask}
-
-
-@torch.inference_mode()
-def lm_phenomena(model, tokenizer, sentences: Sequence[str], sink_threshold: float = 0.3) -> dict[str, Any]:
-    """Per layer: the share of heads in which BOS is a sink (mean over sentences of ``BOS s EOS``), and
-    the top-1 magnitude of the layer's own output over its median magnitude (max over sentences); the
-    last layer's output is read before the final norm, as every other layer's."""
-    model.eval()
-    batch = sentence_batch(tokenizer, list(sentences))
-    with recorded_outputs(decoder_layers(model)) as outputs:
-        out = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True
-        )
-    lengths = batch["attention_mask"].sum(1).tolist()
-    layers = []
-    for index, attention in enumerate(out.attentions):  # (B, heads, N, N)
-        bos = torch.stack([sink_scores(attention[b], n)[:, 0] for b, n in enumerate(lengths)])  # (B, heads)
-        hidden = outputs[index].float()  # the layer's output, (B, N, H)
-        ratios, tops = [], []
-        for b, n in enumerate(lengths):
-            magnitude = hidden[b, :n].abs()
-            top = magnitude.max()
-            ratios.append(float(top / magnitude.median()))
-            tops.append(float(top))
-        layers.append(
-            {
-                "layer": index,
-                "bos_sink_head_share": float((bos > sink_threshold).float().mean()),
-                "bos_sink_score_mean": float(bos.mean()),
-                "top1_over_median": max(ratios),
-                "top1": max(tops),
-            }
-        )
-    return {"sink_threshold": sink_threshold, "sentences": len(sentences), "layers": layers}
 
 
 # ----- the AVSR analysis ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from avsr_sinks.experiment import load_checkpoint
 from avsr_sinks.features import FeatureDataset, FeatureStore
 from avsr_sinks.grid import Experiment, parse_name
 from avsr_sinks.model import AVSRModel
-from avsr_sinks.train import NonFiniteLossError
+from avsr_sinks.nonfinite import NonFiniteLossError
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from avsr_sinks.features import FeatureDataset, collate_features
 from avsr_sinks.io import atomic_path, git_commit
 from avsr_sinks.losses import decorrelation_loss
 from avsr_sinks.model import AVSRModel
+from avsr_sinks.nonfinite import NonFiniteStep
 from avsr_sinks.records import differences
 
 log = logging.getLogger(__name__)
@@ -59,40 +60,6 @@ class TrainConfig:
     # bf16 autocast of the forward pass on a CPU too (a GPU always trains under it); weights, optimizer
     # state and the checkpoint stay float32.
     autocast_bf16_on_cpu: bool = False
-
-
-class NonFiniteLossError(RuntimeError):
-    """A training step's loss or gradient is NaN or infinite; nothing of that step was applied."""
-
-
-@dataclass(frozen=True)
-class NonFiniteStep:
-    """Stops a training step whose loss or gradient is not finite, before the optimizer applies it.
-
-    One NaN step turns every weight into NaN, and every later save with it: the run stops instead, with
-    the weights and the resume saves as they were after the last good step.
-    """
-
-    step: int
-    total_steps: int
-    uids: Sequence[str]
-    resume_dir: Path | None
-
-    def check(self, what: str, value: torch.Tensor, terms: Mapping[str, torch.Tensor | None]) -> None:
-        if bool(torch.isfinite(value).all()):
-            return
-        parts = ", ".join(f"{k} {float(v):.4g}" for k, v in terms.items() if v is not None)
-        saves = sorted(self.resume_dir.glob("step-*")) if self.resume_dir and self.resume_dir.is_dir() else []
-        resume = (
-            f"the last good save, {saves[-1]}, is kept and a rerun resumes from it"
-            if saves
-            else "no resume save was written before it"
-        )
-        raise NonFiniteLossError(
-            f"training step {self.step} of {self.total_steps}: the {what} is {float(value)} ({parts}); the "
-            f"step was not applied and {resume}. Lower train.lr or train.grad_clip, or check this batch's "
-            f"inputs: {', '.join(list(self.uids)[:4])}{' ...' if len(self.uids) > 4 else ''}"
-        )
 
 
 def seed_everything(seed: int) -> None:
