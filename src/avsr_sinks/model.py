@@ -129,8 +129,32 @@ def load_llm(
     added += tokenizer.add_special_tokens({"additional_special_tokens": missing}) if missing else 0
     if added:
         # Llama 3.2's tokenizer lacks Llama-AVSR's special tokens: add them, as the authors do.
-        llm.resize_token_embeddings(len(tokenizer))
+        old_rows = llm.get_input_embeddings().weight.shape[0]
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        init_added_rows(llm, old_rows)
     return llm, tokenizer
+
+
+# The added tokens' rows are frozen and no checkpoint stores them, so every process that loads the LLM
+# must draw the same ones: from a generator of their own, never from the global RNG a stage has seeded
+# (or not) by then.
+ADDED_ROWS_SEED = 0
+
+
+def init_added_rows(llm: PreTrainedModel, first: int) -> None:
+    """Rows ``first:`` of the input (and, when untied, output) embeddings: the old rows' mean plus their
+    per-feature spread times a fixed standard normal draw, like transformers' mean resizing, but the same
+    in every process."""
+    tables = [llm.get_input_embeddings()]
+    output = llm.get_output_embeddings()
+    if output is not None and output.weight is not tables[0].weight:
+        tables.append(output)
+    generator = torch.Generator().manual_seed(ADDED_ROWS_SEED)
+    with torch.no_grad():
+        for table in tables:
+            old = table.weight[:first].float()
+            noise = torch.randn(table.weight.shape[0] - first, old.shape[1], generator=generator)
+            table.weight[first:] = (old.mean(0) + noise * old.std(0)).to(table.weight.dtype)
 
 
 def _first(names: Sequence[str], n: int = 5) -> str:
