@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import Subset
 
 from avsr_sinks.act import Calibration, Head, calibrate_as_set, candidate_heads, search_heads
-from avsr_sinks.decode import decode_dataset, word_error_rate
-from avsr_sinks.features import FeatureDataset, collate_features
+from avsr_sinks.decode import decode_dataset, teacher_forced_ce, word_error_rate
+from avsr_sinks.features import FeatureDataset
 from avsr_sinks.model import AVSRModel
 
 log = logging.getLogger(__name__)
@@ -33,23 +33,18 @@ def prefix_calibrated_ce(
     """Cross-entropy per transcript token (transcript + EOS), the reference given, with ``calibration``'s
     sink sets found on each batch's prefix alone, as decoding finds them. Run inside its calibrate() block.
     """
-    model.eval()
-    total, tokens = 0.0, 0
-    for start in range(0, len(dataset), batch_size):
-        batch = collate_features([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+
+    def forward(features, transcripts):
         # Right padding in both passes: the prefix sits at the same positions in each.
-        prefix = model.assemble(batch["features"], padding_side="right")
+        prefix = model.assemble(features, padding_side="right")
         model.llm(inputs_embeds=prefix.inputs_embeds, attention_mask=prefix.attention_mask)
         calibration.freeze = True
         try:
-            out, assembled = model(batch["features"], batch["transcripts"])
+            return model(features, transcripts)
         finally:
             calibration.freeze = False
-        # transformers averages over the batch's predicted tokens; weigh each batch by its count.
-        count = int((assembled.labels[:, 1:] != -100).sum())
-        total += float(out.loss) * count
-        tokens += count
-    return total / tokens
+
+    return teacher_forced_ce(model, dataset, batch_size, forward)
 
 
 def search_act_heads(

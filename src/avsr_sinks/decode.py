@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +84,21 @@ def write_evaluation(
 
 
 @torch.inference_mode()
-def teacher_forced_ce(model: AVSRModel, dataset: FeatureDataset, batch_size: int) -> float:
-    """Cross-entropy per transcript token (transcript + EOS) over the dataset, the reference given."""
+def teacher_forced_ce(
+    model: AVSRModel,
+    dataset: FeatureDataset,
+    batch_size: int,
+    forward: Callable[[Sequence[Any], Sequence[str]], tuple[Any, Any]] | None = None,
+) -> float:
+    """Cross-entropy per transcript token (transcript + EOS) over the dataset, the reference given.
+
+    ``forward(features, transcripts)`` runs one batch (default: the model's own teacher-forced pass)."""
     model.eval()
+    forward = forward if forward is not None else model
     total, tokens = 0.0, 0
     for start in range(0, len(dataset), batch_size):
         batch = collate_features([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        out, assembled = model(batch["features"], batch["transcripts"])
+        out, assembled = forward(batch["features"], batch["transcripts"])
         # transformers averages over the batch's predicted tokens; weigh each batch by its count.
         count = int((assembled.labels[:, 1:] != -100).sum())
         total += float(out.loss) * count
