@@ -71,7 +71,9 @@ def test_the_optimizer_steps_on_this_steps_gradients_clipped_to_grad_clip(watche
         norm = total_norm(fresh)
         scale = min(1.0, cfg.grad_clip / (norm + 1e-6))  # torch.nn.utils.clip_grad_norm_'s coefficient
         for got, grad in zip(step["stepped"]["grads"], fresh, strict=True):
-            torch.testing.assert_close(got, grad * scale, rtol=1e-5, atol=1e-8)
+            # Float32 roundoff between the two orders of summation reaches a few 1e-7 on gradients of
+            # about 0.03; a missing or wrong clip is off by tens of percent.
+            torch.testing.assert_close(got, grad * scale, rtol=1e-4, atol=1e-6)
         clipped += norm > cfg.grad_clip
     assert 0 < clipped < len(spy.steps), "the run must have steps above and below grad_clip"
 
