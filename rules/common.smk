@@ -106,3 +106,16 @@ def train_trigger(wildcards):
 
 def eval_trigger(wildcards):
     return json.dumps(eval_record(PARAMS, parse_name(wildcards.experiment)), sort_keys=True)
+
+
+def corpus_check_trigger():
+    """The settings that decide what the corpus check accepts: a change reruns it."""
+    corpus = PARAMS["corpus"]
+    return json.dumps(
+        {
+            "on_bad_sample": corpus["on_bad_sample"],
+            "av_tolerance_s": corpus["av_tolerance_s"],
+            "window_seconds": PARAMS["audio_encoder"]["window_seconds"],
+        },
+        sort_keys=True,
+    )

@@ -26,6 +26,7 @@ if PARAMS["corpus"]["kind"] == "synthetic":
     rule corpus_intelligibility:
         input:
             corpus=CORPUS_ROOT,
+            usable=pipeline.media_checked_list(PARAMS, "test"),
             whisper=audio_encoder_input(),
         output:
             pipeline.corpus_intelligibility(PARAMS),
@@ -43,6 +44,64 @@ if PARAMS["corpus"]["kind"] == "synthetic":
             runtime=30,
         shell:
             "python workflow_scripts/check_intelligibility.py --params {params.config} --threads {threads}"
-            " --corpus-dir {input.corpus:q} --whisper-dir {params.whisper:q} --split test"
+            " --corpus-dir {input.corpus:q} --utterances {input.usable:q} --whisper-dir {params.whisper:q}"
             " --window-seconds {params.window}"
             " --out-json {output:q} > {log:q} 2>&1"
+
+
+# The corpus check (avsr_sinks.data.validation), once per split: every later stage reads its lists, so a
+# sample refused (or, with corpus.on_bad_sample: skip, skipped) is refused by every stage alike. Two
+# passes, so that a new LLM rechecks the transcripts without invalidating the feature caches.
+
+
+rule check_corpus_media:
+    input:
+        corpus=corpus_input(),
+    output:
+        usable=pipeline.media_checked_list(PARAMS, "{split}"),
+        skipped=pipeline.media_skip_report(PARAMS, "{split}"),
+    log:
+        f"logs/corpus/{PARAMS['corpus']['name']}/{{split}}.media.log",
+    benchmark:
+        f"logs/benchmarks/corpus/{PARAMS['corpus']['name']}/{{split}}.media.tsv"
+    params:
+        config=CONFIG_ARGS,
+        corpus=input_path("corpus", CORPUS_ROOT),
+        trigger=corpus_check_trigger(),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    shell:
+        "python workflow_scripts/check_corpus_media.py --params {params.config} --threads {threads}"
+        " --corpus-dir {params.corpus:q} --split {wildcards.split}"
+        " --out-usable {output.usable:q} --out-skipped {output.skipped:q} > {log:q} 2>&1"
+
+
+rule check_corpus_text:
+    input:
+        usable=pipeline.media_checked_list(PARAMS, "{split}"),
+        skipped=pipeline.media_skip_report(PARAMS, "{split}"),
+        llm=llm_input(),
+    output:
+        usable=pipeline.usable_list(PARAMS, "{split}"),
+        skipped=pipeline.skip_report(PARAMS, "{split}"),
+        card=pipeline.check_card(PARAMS, "{split}"),
+    log:
+        f"logs/corpus/{PARAMS['corpus']['name']}/{{split}}.text.log",
+    benchmark:
+        f"logs/benchmarks/corpus/{PARAMS['corpus']['name']}/{{split}}.text.tsv"
+    params:
+        config=CONFIG_ARGS,
+        corpus=CORPUS_ROOT,
+        llm=input_path("llm", PARAMS["llm"]["path"]),
+        trigger=corpus_check_trigger(),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python workflow_scripts/check_corpus_text.py --params {params.config} --threads {threads}"
+        " --corpus-dir {params.corpus:q} --split {wildcards.split} --media-usable {input.usable:q}"
+        " --media-skipped {input.skipped:q} --llm-dir {params.llm:q} --out-usable {output.usable:q}"
+        " --out-skipped {output.skipped:q} --out-card {output.card:q} > {log:q} 2>&1"

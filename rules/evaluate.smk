@@ -4,6 +4,7 @@
 rule evaluate:
     input:
         corpus=corpus_input(),
+        usable=pipeline.usable_list(PARAMS, "test"),
         checkpoint=lambda wildcards: pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment]),
         act_heads=act_heads_input,
         features=lambda wildcards: list(
@@ -30,6 +31,7 @@ rule evaluate:
     shell:
         "python workflow_scripts/evaluate.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
+        " --utterances {input.usable:q}"
         " {params.features} {params.act_heads} --condition {wildcards.condition}"
         " --out-json {output.json:q} --out-csv {output.csv:q} > {log:q} 2>&1"
 
@@ -37,6 +39,7 @@ rule evaluate:
 rule act_heads:
     input:
         corpus=corpus_input(),
+        usable=pipeline.usable_list(PARAMS, "val"),
         checkpoint=lambda wildcards: pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment]),
         features=lambda wildcards: list(
             pipeline.experiment_features(PARAMS, wildcards.experiment, "val").values()
@@ -62,12 +65,14 @@ rule act_heads:
     shell:
         "python workflow_scripts/search_act_heads.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
+        " --utterances {input.usable:q}"
         " {params.features} --out-json {output:q} > {log:q} 2>&1"
 
 
 rule analyze:
     input:
         corpus=corpus_input(),
+        usable=pipeline.usable_list(PARAMS, "test"),
         checkpoint=lambda wildcards: pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment]),
         act_heads=act_heads_input,
         features=lambda wildcards: list(
@@ -97,4 +102,5 @@ rule analyze:
     shell:
         "python workflow_scripts/analyze.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
+        " --utterances {input.usable:q}"
         " {params.features} {params.act_heads} --out-dir {params.out_dir:q} > {log:q} 2>&1"

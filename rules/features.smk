@@ -5,6 +5,9 @@
 rule audio_features:
     input:
         corpus=corpus_input(),
+        usable=pipeline.media_checked_list(PARAMS, "{split}"),
+        # Babble is drawn from the training speakers that passed the check.
+        babble=pipeline.media_checked_list(PARAMS, "train"),
         encoder=audio_encoder_input(),
     output:
         directory(pipeline.feature_dir(PARAMS, "audio", "{split}", "{condition}")),
@@ -22,13 +25,15 @@ rule audio_features:
         runtime=lambda wildcards, attempt: 120 * attempt,
     shell:
         "python workflow_scripts/extract_features.py --params {params.config} --threads {threads}"
-        " --modality audio --corpus-dir {params.corpus:q} --encoder-dir {params.encoder:q}"
+        " --modality audio --corpus-dir {params.corpus:q} --utterances {input.usable:q}"
+        " --babble-utterances {input.babble:q} --encoder-dir {params.encoder:q}"
         " --split {wildcards.split} --condition {wildcards.condition} --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule video_features:
     input:
         corpus=corpus_input(),
+        usable=pipeline.media_checked_list(PARAMS, "{split}"),
         encoder=video_encoder_input(),
     output:
         directory(pipeline.feature_dir(PARAMS, "video", "{split}", "clean")),
@@ -46,5 +51,6 @@ rule video_features:
         runtime=lambda wildcards, attempt: 120 * attempt,
     shell:
         "python workflow_scripts/extract_features.py --params {params.config} --threads {threads}"
-        " --modality video --corpus-dir {params.corpus:q} --encoder-dir {params.encoder:q}"
+        " --modality video --corpus-dir {params.corpus:q} --utterances {input.usable:q}"
+        " --encoder-dir {params.encoder:q}"
         " --split {wildcards.split} --condition clean --out-dir {output:q} > {log:q} 2>&1"

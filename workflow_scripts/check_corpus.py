@@ -1,49 +1,49 @@
-"""Check an AVSR corpus (labels + media) before a long run; exit 1 when problems are found.
+"""Check a corpus (labels and media) before a long run, with the pipeline's own checks; exit 1 when it
+finds problems, 2 when the corpus root is unusable.
 
-Usage: python workflow_scripts/check_corpus.py ROOT [--splits train val test] [--sample N] [--no-decode]
-    [--tolerance 0.1] [--json OUT]
+Usage: python workflow_scripts/check_corpus.py [ROOT] [--params params.yaml [overlays]] [--splits ...]
+    [--json OUT]
+ROOT defaults to corpus.root. The pipeline's corpus check stages run the same two passes with the same
+settings, so what this passes they accept and what it refuses they refuse, with the same message.
 """
-
-from __future__ import annotations
 
 import argparse
 import logging
 import sys
 from pathlib import Path
 
-from avsr_sinks.data.manifest import SPLITS, check_corpus, format_summary, write_summary
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="corpus root holding labels/{split}.csv and the media")
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS), help="splits to check")
-    parser.add_argument("--sample", type=int, default=None, help="decode only N random utterances per split")
-    parser.add_argument("--seed", type=int, default=0, help="seed for --sample")
-    parser.add_argument("--no-decode", action="store_true", help="check labels and file presence only")
-    parser.add_argument("--tolerance", type=float, default=0.1, help="allowed audio/video length gap (s)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the summary as JSON here")
-    parser.add_argument("--max-problems", type=int, default=50, help="problems to print (all go to --json)")
-    return parser.parse_args(argv)
+from avsr_sinks.config import load_params
+from avsr_sinks.data.manifest import DataError
+from avsr_sinks.data.validation import SPLITS, CorpusRules, check_corpus, format_summary
+from avsr_sinks.io import write_json_atomic
+from avsr_sinks.model import load_tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    if not args.root.is_dir():
-        print(f"error: corpus root {args.root} is not a folder", file=sys.stderr)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", type=Path, nargs="?", help="corpus root holding labels/ and the media")
+    ap.add_argument("--params", nargs="+", default=["params.yaml"], help="params.yaml and any overlays")
+    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    ap.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    ap.add_argument("--max-problems", type=int, default=50, help="problems to print (all go to --json)")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    llm = Path(params["llm"]["path"])
+    tokenizer = load_tokenizer(llm) if (llm / "config.json").is_file() else None
+    try:
+        summary = check_corpus(
+            args.root or Path(params["corpus"]["root"]),
+            CorpusRules.from_params(params),
+            args.splits,
+            tokenizer,
+        )
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    summary = check_corpus(
-        args.root,
-        args.splits,
-        decode_media=not args.no_decode,
-        sample=args.sample,
-        seed=args.seed,
-        av_tolerance_s=args.tolerance,
-    )
     print(format_summary(summary, args.max_problems))
     if args.json is not None:
-        write_summary(args.json, summary)
+        write_json_atomic(args.json, summary)
     return 0 if summary["ok"] else 1
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import jiwer
 
 from avsr_sinks import cli
-from avsr_sinks.data.manifest import read_split
 from avsr_sinks.data.media import read_audio
+from avsr_sinks.data.validation import read_usable
 from avsr_sinks.encoders.whisper import transcribe
 from avsr_sinks.io import write_json_atomic
 
@@ -41,12 +41,12 @@ def main() -> None:
     ap = cli.parser(__doc__)
     ap.add_argument("--corpus-dir", type=Path, required=True)
     ap.add_argument("--whisper-dir", type=Path, required=True)
-    ap.add_argument("--split", default="test")
+    ap.add_argument("--utterances", type=Path, required=True, help="the corpus check's list of the split")
     ap.add_argument("--window-seconds", type=float, required=True, help="Whisper input window")
     ap.add_argument("--out-json", type=Path, required=True)
     args = ap.parse_args()
     cli.start(args)
-    utterances = read_split(args.corpus_dir, args.split)
+    utterances = read_usable(args.utterances, args.corpus_dir)
     hyps: list[str] = []
     for start in range(0, len(utterances), CHUNK):
         chunk = utterances[start : start + CHUNK]
@@ -54,7 +54,7 @@ def main() -> None:
     refs = [plain(u.transcript) for u in utterances]
     hyps = [plain(h) for h in hyps]
     result = {
-        "split": args.split,
+        "utterances_file": str(args.utterances),
         "utterances": len(refs),
         "whisper": str(args.whisper_dir),
         "window_seconds": args.window_seconds,

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from avsr_sinks import cli
+from avsr_sinks import cli, experiment_inputs
 from avsr_sinks.decode import decode_dataset, write_evaluation
 from avsr_sinks.experiment import method_context
 from avsr_sinks.io import git_commit
@@ -11,14 +11,14 @@ from avsr_sinks.records import eval_record
 
 
 def main() -> None:
-    ap = cli.checkpoint_parser(__doc__)
+    ap = experiment_inputs.checkpoint_parser(__doc__)
     ap.add_argument("--act-heads", type=Path, help="ACT experiments: the heads.json of their head search")
     ap.add_argument("--condition", required=True)
     ap.add_argument("--out-json", type=Path, required=True)
     ap.add_argument("--out-csv", type=Path, required=True)
     args = ap.parse_args()
     params = cli.start(args)
-    experiment, dataset, model = cli.checkpoint_on_split(args, params, "test")
+    experiment, dataset, model = experiment_inputs.checkpoint_on_split(args, params)
     dec = params["decode"]
     with method_context(model, experiment, params, args.act_heads) as heads:
         hyps = decode_dataset(

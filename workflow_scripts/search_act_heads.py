@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from avsr_sinks import cli
+from avsr_sinks import cli, experiment_inputs
 from avsr_sinks.act_search import search_act_heads
 from avsr_sinks.grid import parse_name
 from avsr_sinks.io import git_commit, write_json_atomic
@@ -10,13 +10,13 @@ from avsr_sinks.records import eval_record
 
 
 def main() -> None:
-    ap = cli.checkpoint_parser(__doc__)
+    ap = experiment_inputs.checkpoint_parser(__doc__)
     ap.add_argument("--out-json", type=Path, required=True)
     args = ap.parse_args()
     params = cli.start(args)
     if parse_name(args.experiment).method != "act":
         raise SystemExit(f"--experiment {args.experiment}: the head search is for ACT experiments only")
-    experiment, dataset, model = cli.checkpoint_on_split(args, params, "val")
+    experiment, dataset, model = experiment_inputs.checkpoint_on_split(args, params)
     result = search_act_heads(model, dataset, params["act"], params["decode"])
     write_json_atomic(
         args.out_json, {**eval_record(params, experiment), **result, "git_commit": git_commit()}

@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-from avsr_sinks import cli
+from avsr_sinks import cli, experiment_inputs
 from avsr_sinks.augment import FeatureAugmenter
-from avsr_sinks.data.manifest import read_split
+from avsr_sinks.data.validation import read_usable
 from avsr_sinks.experiment import augment_config, model_config, train_config, warm_start
 from avsr_sinks.features import FeatureDataset
 from avsr_sinks.grid import parse_name
@@ -19,6 +19,7 @@ def main() -> None:
     ap = cli.parser(__doc__)
     ap.add_argument("--experiment", required=True)
     ap.add_argument("--corpus-dir", type=Path, required=True)
+    ap.add_argument("--utterances", type=Path, required=True, help="the corpus check's train list")
     ap.add_argument(
         "--features", type=cli.modality_path, action="append", default=[], metavar="MODALITY=PATH"
     )
@@ -43,8 +44,8 @@ def main() -> None:
     args = ap.parse_args()
     params = cli.start(args)
     experiment = parse_name(args.experiment)
-    transcripts = {u.uid: u.transcript for u in read_split(args.corpus_dir, "train", check_media=False)}
-    stores = cli.feature_stores(args.features, experiment.modalities)
+    transcripts = {u.uid: u.transcript for u in read_usable(args.utterances, args.corpus_dir)}
+    stores = experiment_inputs.feature_stores(args.features, experiment.modalities)
     dataset = FeatureDataset(stores, transcripts)
     seed_everything(experiment.seed)
     llm, tokenizer = load_llm(args.lm_dir, params["model"]["attn_implementation"], params["llm"]["hub_id"])
@@ -60,7 +61,7 @@ def main() -> None:
     if sources:
         taken = warm_start(model, args.warm_start)
         print(f"warm start: {len(taken)} tensors from {', '.join(map(str, args.warm_start))}")
-    noisy_stores = cli.feature_stores(
+    noisy_stores = experiment_inputs.feature_stores(
         args.noisy_features, tuple(noisy_train_features(params, experiment)), "--noisy-features"
     )
     augment = FeatureAugmenter(

@@ -1,6 +1,5 @@
-"""What the workflow scripts share: the --params argument, logging and thread settings, reading one
-experiment's checkpoint with the features of a split, and turning a failure into a message that says
-what to do."""
+"""What every workflow script shares: the --params argument, logging and thread settings, and turning a
+failure into a message that says what to do. (What the scripts of one experiment read: experiment_inputs.)"""
 
 from __future__ import annotations
 
@@ -15,12 +14,8 @@ from typing import Any
 import torch
 
 from avsr_sinks.config import ConfigError, load_params
-from avsr_sinks.data.manifest import DataError, read_split
+from avsr_sinks.data.manifest import DataError, SplitError
 from avsr_sinks.data.media import MediaError
-from avsr_sinks.experiment import load_checkpoint
-from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.grid import Experiment, parse_name
-from avsr_sinks.model import AVSRModel
 from avsr_sinks.nonfinite import NonFiniteLossError
 
 
@@ -36,16 +31,6 @@ def parser(description: str) -> argparse.ArgumentParser:
     return ap
 
 
-def checkpoint_parser(description: str) -> argparse.ArgumentParser:
-    """``parser`` plus what a script that runs one experiment's checkpoint on a split reads."""
-    ap = parser(description)
-    ap.add_argument("--experiment", required=True)
-    ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--corpus-dir", type=Path, required=True)
-    ap.add_argument("--features", type=modality_path, action="append", default=[], metavar="MODALITY=PATH")
-    return ap
-
-
 def model_build_parser(description: str) -> argparse.ArgumentParser:
     """``parser`` plus what a script that builds a model from the corpus writes: the model folder, its
     per-step CSV log and its summary."""
@@ -55,18 +40,6 @@ def model_build_parser(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--log-csv", type=Path, required=True)
     ap.add_argument("--summary", type=Path, required=True)
     return ap
-
-
-def checkpoint_on_split(
-    args: argparse.Namespace, params: dict[str, Any], split: str
-) -> tuple[Experiment, FeatureDataset, AVSRModel]:
-    """The experiment, the split's utterances with their cached features, and the loaded checkpoint
-    (``checkpoint_parser``'s arguments)."""
-    experiment = parse_name(args.experiment)
-    transcripts = {u.uid: u.transcript for u in read_split(args.corpus_dir, split, check_media=False)}
-    dataset = FeatureDataset(feature_stores(args.features, experiment.modalities), transcripts)
-    widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
-    return experiment, dataset, load_checkpoint(args.checkpoint, params, experiment, widths)
 
 
 def start(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,19 +58,6 @@ def modality_path(text: str) -> tuple[str, Path]:
     return modality, Path(path)
 
 
-def feature_stores(
-    pairs: list[tuple[str, Path]], modalities: tuple[str, ...], flag: str = "--features"
-) -> dict[str, FeatureStore]:
-    """One cache per modality the experiment uses, refusing a missing or extra one."""
-    given = dict(pairs)
-    if sorted(given) != sorted(modalities) or len(given) != len(pairs):
-        raise SystemExit(
-            f"{flag}: this experiment reads {', '.join(modalities) or 'no'} features there, got "
-            f"{', '.join(m for m, _ in pairs) or 'none'}"
-        )
-    return {m: FeatureStore(given[m]) for m in modalities}
-
-
 # An OSError names the file but not what to do; these say it. Every stage writes to a temporary name and
 # renames on success, so after any of them nothing under the final name is half-written.
 _MACHINE_REMEDIES = {
@@ -108,10 +68,12 @@ _MACHINE_REMEDIES = {
     errno.EACCES: "permission denied: make the output folder writable for this user, then rerun",
 }
 _CORPUS_REMEDY = (
-    "repair or remove what is named above, or set corpus.on_bad_sample: skip to leave bad samples out "
-    "(each one is listed in the corpus card), then rerun"
+    "repair or remove what is named above, or set corpus.on_bad_sample: skip to leave bad samples out of "
+    "every stage (each one is listed in results/corpus/<corpus>/<split>.skipped.csv), then rerun"
 )
-_INPUT_REMEDIES = {
+_INPUT_REMEDIES = {  # the first class that matches gives the remedy
+    SplitError: "repair the label file or the corpus folder named above (corpus.root in the configuration "
+    "says where the corpus is), then rerun",
     ConfigError: "correct the file named above, or the list of configuration files given "
     "(schemas/params.schema.yaml lists every key and what it accepts), then rerun",
     DataError: _CORPUS_REMEDY,

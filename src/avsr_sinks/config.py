@@ -212,6 +212,21 @@ def _check_cross_field(params: Mapping[str, Any], sources: Mapping[KeyPath, str]
             "the projectors up on the CTC loss, but train.ctc_weight = 0 gives the model no CTC head: set "
             "train.ctc_warmup_steps to 0 or train.ctc_weight above 0"
         )
+    window = params["audio_encoder"]["window_seconds"]
+    if abs(window * 50 - round(window * 50)) > 1e-9:  # Whisper's encoder emits one frame per 20 ms
+        path = ("audio_encoder", "window_seconds")
+        raise ConfigError(
+            f"{_source_of(path, sources)}: key 'audio_encoder.window_seconds' = {window} is not a whole "
+            f"number of Whisper's 0.02 s encoder frames: use {round(window * 50) / 50:g} or another "
+            "multiple of 0.02"
+        )
+    root = params["corpus"]["root"]
+    if root.startswith("~"):
+        path = ("corpus", "root")
+        raise ConfigError(
+            f"{_source_of(path, sources)}: key 'corpus.root' = {root!r} starts with '~', which nothing "
+            "expands: write the full path"
+        )
     synth = params["corpus"]["synth"]
     if synth["min_words"] > synth["max_words"]:
         path = ("corpus", "synth", "min_words")

@@ -66,9 +66,11 @@ def _decoding_stages(
             "matrix": matrix,
             **_stage(
                 f"{PY}/search_act_heads.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
-                f" --corpus-dir {corpus} {_feature_flags(val)} --out-json {heads}",
+                f" --corpus-dir {corpus} --utterances {pipeline.usable_list(params, 'val')}"
+                f" {_feature_flags(val)} --out-json {heads}",
                 deps=[
                     *corpus_deps,
+                    pipeline.usable_list(params, "val"),
                     ckpt,
                     *val.values(),
                     llm_path,
@@ -83,15 +85,16 @@ def _decoding_stages(
         }
         head_flags, head_deps = f" --act-heads {heads}", [heads, f"{LIB}/act.py"]
     test = {m: pipeline.feature_dir(params, m, "test", "${item.condition}") for m in modalities}
+    test_list = pipeline.usable_list(params, "test")
     out_json = pipeline.eval_json(name, "${item.condition}")
     stages[f"evaluate_{task}_{method}"] = {
         "matrix": {**matrix, "condition": list(params["evaluate"]["conditions"])},
         **_stage(
             f"{PY}/evaluate.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
-            f" --corpus-dir {corpus} {_feature_flags(test)}{head_flags}"
+            f" --corpus-dir {corpus} --utterances {test_list} {_feature_flags(test)}{head_flags}"
             f" --condition ${{item.condition}} --out-json {out_json}"
             f" --out-csv {pipeline.eval_csv(name, '${item.condition}')}",
-            deps=[*corpus_deps, ckpt, *head_deps, *test.values(), llm_path, *code],
+            deps=[*corpus_deps, test_list, ckpt, *head_deps, *test.values(), llm_path, *code],
             params=[*model_params, "decode", *(["act"] if method == "act" else [])],
             outs=[{pipeline.eval_csv(name, "${item.condition}"): {"cache": False}}],
             metrics=[{out_json: {"cache": False}}],
@@ -103,10 +106,11 @@ def _decoding_stages(
         "matrix": matrix,
         **_stage(
             f"{PY}/analyze.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
-            f" --corpus-dir {corpus} {_feature_flags(clean)}{head_flags}"
+            f" --corpus-dir {corpus} --utterances {test_list} {_feature_flags(clean)}{head_flags}"
             f" --out-dir {metrics.rsplit('/', 1)[0]}",
             deps=[
                 *corpus_deps,
+                test_list,
                 ckpt,
                 *head_deps,
                 *clean.values(),
@@ -125,6 +129,42 @@ def _decoding_stages(
     return stages
 
 
+def _corpus_check_stages(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The two passes of the corpus check, one stage each per split (as rules/data.smk)."""
+    corpus, llm = pipeline.corpus_root(params), params["llm"]["path"]
+    split = "${item}"
+    media, media_skipped = (
+        pipeline.media_checked_list(params, split),
+        pipeline.media_skip_report(params, split),
+    )
+    usable, skipped = pipeline.usable_list(params, split), pipeline.skip_report(params, split)
+    card = pipeline.check_card(params, split)
+    return {
+        "check_corpus_media": {
+            "foreach": list(pipeline.SPLITS),
+            "do": _stage(
+                f"{PY}/check_corpus_media.py --params params.yaml --corpus-dir {corpus} --split {split}"
+                f" --out-usable {media} --out-skipped {media_skipped}",
+                deps=[corpus, "workflow_scripts/check_corpus_media.py", f"{LIB}/data"],
+                params=["corpus.on_bad_sample", "corpus.av_tolerance_s", "audio_encoder.window_seconds"],
+                outs=[media, media_skipped],
+            ),
+        },
+        "check_corpus_text": {
+            "foreach": list(pipeline.SPLITS),
+            "do": _stage(
+                f"{PY}/check_corpus_text.py --params params.yaml --corpus-dir {corpus} --split {split}"
+                f" --media-usable {media} --media-skipped {media_skipped} --llm-dir {llm}"
+                f" --out-usable {usable} --out-skipped {skipped} --out-card {card}",
+                deps=[media, media_skipped, llm, "workflow_scripts/check_corpus_text.py", f"{LIB}/data"],
+                params=["corpus.on_bad_sample"],
+                outs=[usable, {skipped: {"cache": False}}],
+                metrics=[{card: {"cache": False}}],
+            ),
+        },
+    }
+
+
 def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
     """The dvc.yaml document for ``params`` (which must be params.yaml itself: DVC reads no overlays)."""
     stages: dict[str, Any] = {}
@@ -138,14 +178,20 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
             params=["corpus.synth"],
             outs=[corpus, {md: {"cache": False}}, {js: {"cache": False}}],
         )
+    stages.update(_corpus_check_stages(params))
     enc = params["audio_encoder"]
     if params["corpus"]["kind"] == "synthetic":
         out = pipeline.corpus_intelligibility(params)
         stages["corpus_intelligibility"] = _stage(
             f"{PY}/check_intelligibility.py --params params.yaml --corpus-dir {corpus}"
-            f" --whisper-dir {enc['path']} --split test --window-seconds {enc['window_seconds']}"
-            f" --out-json {out}",
-            deps=[corpus, enc["path"], "workflow_scripts/check_intelligibility.py"],
+            f" --utterances {pipeline.media_checked_list(params, 'test')}"
+            f" --whisper-dir {enc['path']} --window-seconds {enc['window_seconds']} --out-json {out}",
+            deps=[
+                corpus,
+                pipeline.media_checked_list(params, "test"),
+                enc["path"],
+                "workflow_scripts/check_intelligibility.py",
+            ],
             params=["audio_encoder.window_seconds"],
             outs=[],
             metrics=[{out: {"cache": False}}],
@@ -170,10 +216,14 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
     if uses_video and video["source"] == "pretrain":
         stages["pretrain_video_encoder"] = _stage(
             f"{PY}/pretrain_video_encoder.py --params params.yaml --corpus-dir {corpus}"
+            f" --train-utterances {pipeline.media_checked_list(params, 'train')}"
+            f" --val-utterances {pipeline.media_checked_list(params, 'val')}"
             f" --out-dir {video['path']} --log-csv {pipeline.VIDEO_PRETRAIN_LOG}"
             f" --summary {pipeline.VIDEO_PRETRAIN_SUMMARY}",
             deps=[
                 *corpus_deps,
+                pipeline.media_checked_list(params, "train"),
+                pipeline.media_checked_list(params, "val"),
                 "workflow_scripts/pretrain_video_encoder.py",
                 f"{LIB}/video_pretrain.py",
                 f"{LIB}/encoders/tiny_video.py",
@@ -199,20 +249,25 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
         if not sets:
             continue
         features = pipeline.feature_dir(params, modality, "${item.split}", "${item.condition}")
+        split_list = pipeline.media_checked_list(params, "${item.split}")
+        babble_list = pipeline.media_checked_list(params, "train")
+        babble = f" --babble-utterances {babble_list}" if modality == "audio" else ""
         stages[f"{modality}_features"] = {
             "foreach": sets,
             "do": _stage(
                 f"{PY}/extract_features.py --params params.yaml --modality {modality} --corpus-dir {corpus}"
-                f" --encoder-dir {encoder_dirs[modality]} --split ${{item.split}}"
-                f" --condition ${{item.condition}} --out-dir {features}",
+                f" --utterances {split_list}{babble} --encoder-dir {encoder_dirs[modality]}"
+                f" --split ${{item.split}} --condition ${{item.condition}} --out-dir {features}",
                 deps=[
                     *corpus_deps,
+                    split_list,
+                    *([babble_list] if babble else []),
                     encoder_dirs[modality],
                     "workflow_scripts/extract_features.py",
                     f"{LIB}/features.py",
                     f"{LIB}/encoders",
                 ],
-                params=[encoder_params[modality], "corpus.on_bad_sample"],
+                params=[encoder_params[modality]],
                 outs=[features],
             ),
         }
@@ -252,6 +307,7 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
                 )
             stage = _stage(
                 f"{PY}/train.py --params params.yaml --experiment {name} --corpus-dir {corpus}"
+                f" --utterances {pipeline.usable_list(params, 'train')}"
                 f" {_feature_flags(train_features)}{noisy_flags}"
                 + "".join(f" --warm-start {path}" for path in warm.values())
                 + f" --lm-dir {llm['path']}"
@@ -259,6 +315,7 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
                 f" --resume-dir {pipeline.resume_dir(name)}",
                 deps=[
                     *corpus_deps,
+                    pipeline.usable_list(params, "train"),
                     *train_features.values(),
                     *noisy_features.values(),
                     *warm.values(),

@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from avsr_sinks.io import require_model_folder
@@ -90,14 +96,8 @@ class ModelConfig:
 LLM_FILES = ("config.json", "model.safetensors or its shards", "tokenizer.json", "tokenizer_config.json")
 
 
-def load_llm(
-    path: str | Path, attn_implementation: str = "eager", hub_id: str | None = None
-) -> tuple[PreTrainedModel, object]:
-    """A causal LM and its tokenizer from a local folder; nothing is downloaded.
-
-    ``hub_id`` (llm.hub_id) names the model to put there when the folder is missing.
-    """
-    path = Path(path)
+def load_tokenizer(path: Path, hub_id: str | None = None) -> PreTrainedTokenizerBase:
+    """The LLM's tokenizer as its folder has it (without the tokens load_llm adds); nothing downloaded."""
     require_model_folder(
         path,
         "llm.path",
@@ -109,7 +109,18 @@ def load_llm(
             f"({', '.join(LLM_FILES)}) and set llm.source: local and llm.hub_id"
         ),
     )
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+
+
+def load_llm(
+    path: str | Path, attn_implementation: str = "eager", hub_id: str | None = None
+) -> tuple[PreTrainedModel, object]:
+    """A causal LM and its tokenizer from a local folder; nothing is downloaded.
+
+    ``hub_id`` (llm.hub_id) names the model to put there when the folder is missing.
+    """
+    path = Path(path)
+    tokenizer = load_tokenizer(path, hub_id)
     llm = AutoModelForCausalLM.from_pretrained(
         path,
         local_files_only=True,

@@ -20,6 +20,30 @@ def corpus_card(params: Mapping[str, Any], ext: str) -> str:
     return f"results/corpus/{params['corpus']['name']}.{ext}"
 
 
+def media_checked_list(params: Mapping[str, Any], split: str) -> str:
+    """The split's utterances whose labels and media passed the corpus check (what the encoders read)."""
+    return f"data/checked/{params['corpus']['name']}/{split}.media.csv"
+
+
+def media_skip_report(params: Mapping[str, Any], split: str) -> str:
+    return f"data/checked/{params['corpus']['name']}/{split}.media-skipped.csv"
+
+
+def usable_list(params: Mapping[str, Any], split: str) -> str:
+    """The split's utterances that passed every check, the tokenizer's too (what the LLM stages read)."""
+    return f"data/checked/{params['corpus']['name']}/{split}.csv"
+
+
+def skip_report(params: Mapping[str, Any], split: str) -> str:
+    """Every sample of the split the checks refused, with its file, line and reason (skip mode)."""
+    return f"results/corpus/{params['corpus']['name']}/{split}.skipped.csv"
+
+
+def check_card(params: Mapping[str, Any], split: str) -> str:
+    """The split's counts: rows, usable utterances and hours, samples skipped."""
+    return f"results/corpus/{params['corpus']['name']}/{split}.check.json"
+
+
 def corpus_intelligibility(params: Mapping[str, Any]) -> str:
     """Zero-shot Whisper CER/WER on the synthetic test split."""
     return f"results/corpus/{params['corpus']['name']}.whisper.json"
@@ -156,6 +180,7 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
     """Everything a full run produces at the top of the DAG (Snakemake's rule all)."""
     targets = [*WER_TABLES, *MAIN_TABLES, *ROBUSTNESS_TABLES, *PAPER_TABLES, *SINK_TABLES, *CLAIMS_TABLES]
     targets.append(FIGURES_DIR)
+    targets += [path for split in SPLITS for path in (skip_report(params, split), check_card(params, split))]
     if params["corpus"]["kind"] == "synthetic":
         targets += [corpus_card(params, "md"), corpus_card(params, "json"), corpus_intelligibility(params)]
     if params["video_encoder"]["source"] == "pretrain" and any(

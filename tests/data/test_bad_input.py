@@ -40,7 +40,8 @@ def test_missing_media_file(corpus: Path) -> None:
     # Found only at load time when the manifest did not look at the files.
     utts = read_split(corpus, "train", check_media=False)
     with pytest.raises(
-        DataError, match=r"train_001\.mp4: utterance tiny/train/spk1/train_001: file is missing"
+        DataError,
+        match=r"train_001\.mp4: utterance tiny/train/spk1/train_001 \(label row 3\): file is missing",
     ):
         AVDataset(utts, train=True)[1]
 
@@ -51,7 +52,9 @@ def test_corrupt_or_truncated_mp4(corpus: Path, tmp_path: Path, damage: str) -> 
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if damage == "truncate" else os.urandom(len(data)))
     utts = read_split(corpus, "train")
-    with pytest.raises(DataError, match=r"train_002\.mp4: utterance tiny/train/spk2/train_002: .*corrupt"):
+    with pytest.raises(
+        DataError, match=r"train_002\.mp4: utterance tiny/train/spk2/train_002 \(label row 4\): .*corrupt"
+    ):
         AVDataset(utts, train=True)[2]
     report = SkipReport()
     ds = AVDataset(utts, train=True, on_bad_sample="skip")
@@ -72,7 +75,7 @@ def test_skips_reach_main_process_from_workers(corpus: Path) -> None:
         report.record_batch(batch)
     assert report.count == 1 and report.rows[0][2] == "tiny/val/spk4/val_000"
     failing = DataLoader(AVDataset(ds.utterances, train=False), batch_size=3, num_workers=1)
-    with pytest.raises(DataError, match=r"val_000\.mp4: utterance tiny/val/spk4/val_000"):
+    with pytest.raises(DataError, match=r"val_000\.mp4: utterance tiny/val/spk4/val_000 \(label row 2\)"):
         next(iter(failing))
 
 

@@ -1,5 +1,5 @@
-"""Bad input reaching a stage: the features stage exits with a message naming the file, and leaves no
-cache folder (nor a temporary one) behind; with on_bad_sample=skip it caches the good utterances only."""
+"""Skip mode through the stages: the corpus check leaves a bad sample out, and the features stage caches
+exactly the check's list. (Error mode, case by case: tests/reliability/test_bad_corpus.py.)"""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from transformers import WhisperConfig, WhisperModel
 
+from avsr_sinks.data.validation import read_skip_report, read_usable
 from avsr_sinks.features import FeatureStore
 from tests.conftest import REPO
 from tests.data.conftest import DATASET
 from tests.data.test_bad_input import append_rows
-
-SCRIPT = REPO / "workflow_scripts" / "extract_features.py"
 
 
 @pytest.fixture(scope="module")
@@ -40,81 +39,48 @@ def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def run_features(
-    corpus: Path, encoder: Path, out: Path, monkeypatch: pytest.MonkeyPatch, overlay: Path | None = None
-) -> None:
-    params = [str(REPO / "params.yaml"), *([str(overlay)] if overlay else [])]
-    argv = [
-        str(SCRIPT),
-        "--params",
-        *params,
-        "--threads",
-        "1",
-        "--modality",
-        "audio",
-        "--corpus-dir",
-        str(corpus),
-        "--encoder-dir",
-        str(encoder),
-        "--split",
-        "train",
-        "--condition",
-        "clean",
-        "--out-dir",
-        str(out),
-    ]
-    monkeypatch.setattr(sys, "argv", argv)
-    runpy.run_path(str(SCRIPT), run_name="__main__")
+def run_script_in_process(script: str, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = REPO / "workflow_scripts" / script
+    monkeypatch.setattr(sys, "argv", [str(path), *argv])
+    runpy.run_path(str(path), run_name="__main__")
 
 
-def damage_missing(root: Path) -> str:
-    (root / DATASET / "train/spk1/train_001.mp4").unlink()
-    return r"train_001\.mp4 is missing"
-
-
-def damage_corrupt_audio(root: Path) -> str:
-    (root / DATASET / "train/spk2/train_002.wav").write_bytes(b"RIFF garbage, not audio")
-    return r"train_002\.wav"
-
-
-def damage_malformed_row(root: Path) -> str:
-    append_rows(root, "train", f"{DATASET},train/spk0/x.mp4,notanumber,1,hello".encode())
-    return r"train\.csv, line 6"
-
-
-def damage_escaping_path(root: Path) -> str:
-    append_rows(root, "train", f"{DATASET},../../outside.mp4,25,1,hello".encode())
-    return r"train\.csv, line 6"
-
-
-def damage_non_utf8(root: Path) -> str:
-    append_rows(root, "train", f"{DATASET},train/spk0/train_000.mp4,25,1,".encode() + b"caf\xe9")
-    return r"train\.csv"
-
-
-@pytest.mark.parametrize(
-    "damage",
-    [damage_missing, damage_corrupt_audio, damage_malformed_row, damage_escaping_path, damage_non_utf8],
-    ids=lambda f: f.__name__.removeprefix("damage_"),
-)
-def test_features_stage_fails_cleanly(
-    corpus: Path, tiny_whisper: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage
-) -> None:
-    expected = damage(corpus)
-    out = tmp_path / "cache" / "train-clean"
-    with pytest.raises(SystemExit, match=expected):
-        run_features(corpus, tiny_whisper, out, monkeypatch)
-    assert not out.exists()
-    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
-
-
-def test_skip_mode_caches_only_good_utterances(
+def test_skip_mode_leaves_a_bad_sample_out_of_the_features_stage_too(
     corpus: Path, tiny_whisper: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    damage_malformed_row(corpus)
+    """The corpus check stage decides in skip mode; the features stage caches exactly its usable list."""
+    append_rows(corpus, "train", f"{DATASET},train/spk0/x.mp4,notanumber,1,hello".encode())
+    (corpus / DATASET / "train/spk1/train_001.wav").write_bytes(b"not audio")
     overlay = tmp_path / "skip.yaml"
     overlay.write_text("corpus:\n  on_bad_sample: skip\n")
+    params = ["--params", str(REPO / "params.yaml"), str(overlay), "--threads", "1"]
+    usable, skipped = tmp_path / "train.media.csv", tmp_path / "train.media-skipped.csv"
+    run_script_in_process(
+        "check_corpus_media.py",
+        [*params, "--corpus-dir", str(corpus), "--split", "train", "--out-usable", str(usable)]
+        + ["--out-skipped", str(skipped)],
+        monkeypatch,
+    )
+    assert [(e.label_line, e.uid) for e in read_skip_report(skipped)] == [
+        (3, "tiny/train/spk1/train_001"),
+        (6, None),
+    ]
     out = tmp_path / "cache" / "train-clean"
-    run_features(corpus, tiny_whisper, out, monkeypatch, overlay)
+    run_script_in_process(
+        "extract_features.py",
+        [*params, "--modality", "audio", "--corpus-dir", str(corpus), "--utterances", str(usable)]
+        + [
+            "--encoder-dir",
+            str(tiny_whisper),
+            "--split",
+            "train",
+            "--condition",
+            "clean",
+            "--out-dir",
+            str(out),
+        ],
+        monkeypatch,
+    )
     store = FeatureStore(out)
-    assert len(store.uids) == 4 and all(store[uid].shape[1] == 16 for uid in store.uids)
+    assert store.uids == [u.uid for u in read_usable(usable, corpus)]
+    assert len(store.uids) == 3 and "tiny/train/spk1/train_001" not in store.uids

@@ -13,6 +13,7 @@ import yaml
 
 from avsr_sinks.data.manifest import read_split
 from avsr_sinks.data.synth import SPLITS, SynthConfig, generate_corpus
+from tests.conftest import usable_list
 from tests.pipeline.paper_models import save_tiny_avhubert_checkpoint, save_tiny_llama, save_tiny_whisper
 from tests.pipeline.workspace import make_workspace, run, snakemake
 
@@ -107,6 +108,7 @@ def test_paper_train_job_names_the_missing_llm(paper_run: tuple[Path, Path]) -> 
     result = run(
         ["python", "workflow_scripts/train.py", "--params", *config, "--experiment", EXPERIMENT]
         + ["--corpus-dir", str(files / "lrs3"), "--features", f"audio={features}"]
+        + ["--utterances", str(usable_list(files / "lrs3", "train", work / "lists"))]
         + ["--lm-dir", "data/external/Llama-3.2-3B", "--out-dir", "results/unused"],
         work,
     )
@@ -124,6 +126,7 @@ def test_paper_features_job_names_the_missing_whisper(tmp_path: Path) -> None:
     result = run(
         ["python", "workflow_scripts/extract_features.py", "--params", *PAPER]
         + ["--modality", "audio", "--corpus-dir", "data/external/lrs3"]
+        + ["--utterances", "data/checked/lrs3/train.media.csv"]
         + ["--encoder-dir", "data/external/whisper-medium.en"]
         + ["--split", "train", "--condition", "clean", "--out-dir", "data/features/unused"],
         work,

@@ -52,6 +52,16 @@ CASES = [
         "model:\n  projector_layernorm: on\n",
         r"'on' is a boolean in YAML 1\.1 .* write true or false",
     ),
+    (
+        "window_off_the_encoder_frames",
+        "audio_encoder:\n  window_seconds: 10.01\n",
+        r"'audio_encoder\.window_seconds' = 10\.01 is not a whole number of Whisper's 0\.02 s .* use 10",
+    ),
+    (
+        "home_relative_root",
+        "corpus:\n  root: ~/lrs3\n",
+        r"'corpus\.root' = '~/lrs3' starts with '~'.*full path",
+    ),
 ]
 
 

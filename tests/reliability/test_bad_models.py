@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from avsr_sinks.config import load_params
 from avsr_sinks.grid import parse_name
 from avsr_sinks.records import train_record
-from tests.conftest import REPO
+from tests.conftest import REPO, usable_list
 from tests.data.conftest import _pristine_corpus  # noqa: F401 (fixture)
 from tests.data.test_bad_input_stage import tiny_whisper  # noqa: F401 (fixture)
 from tests.encoders.test_avhubert import (
@@ -47,11 +47,18 @@ def workspace(
     result = run_script(
         "extract_features.py",
         ["--params", REPO / "params.yaml", overlay, "--threads", "1", "--modality", "audio"]
-        + ["--corpus-dir", _pristine_corpus, "--encoder-dir", tiny_whisper, "--split", "test"]
+        + ["--corpus-dir", _pristine_corpus, "--utterances", usable_list(_pristine_corpus, "test", root)]
+        + ["--encoder-dir", tiny_whisper, "--split", "test"]
         + ["--condition", "clean", "--out-dir", features],
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"corpus": _pristine_corpus, "features": features, "overlay": overlay, "root": root}
+    return {
+        "corpus": _pristine_corpus,
+        "test_list": usable_list(_pristine_corpus, "test", root),
+        "features": features,
+        "overlay": overlay,
+        "root": root,
+    }
 
 
 def write_checkpoint(folder: Path, overlay: Path, experiment: str, weights: bytes) -> Path:
@@ -73,6 +80,7 @@ def evaluate(workspace: dict[str, Path], checkpoint: Path, features: Path, out: 
         "evaluate.py",
         ["--params", REPO / "params.yaml", workspace["overlay"], "--threads", "1"]
         + ["--experiment", EXPERIMENT, "--checkpoint", checkpoint, "--corpus-dir", workspace["corpus"]]
+        + ["--utterances", workspace["test_list"]]
         + [f"--features=audio={features}", "--condition", "clean"]
         + ["--out-json", out / "clean.json", "--out-csv", out / "clean.hyp.csv"],
     )
@@ -133,7 +141,8 @@ def test_missing_local_model_path(workspace: dict[str, Path], tmp_path: Path) ->
     result = run_script(
         "extract_features.py",
         ["--params", REPO / "params.yaml", "--threads", "1", "--modality", "audio"]
-        + ["--corpus-dir", workspace["corpus"], "--encoder-dir", missing, "--split", "test"]
+        + ["--corpus-dir", workspace["corpus"], "--utterances", workspace["test_list"]]
+        + ["--encoder-dir", missing, "--split", "test"]
         + ["--condition", "clean", "--out-dir", out],
     )
     names = rf"audio_encoder\.path: {missing} does not exist"

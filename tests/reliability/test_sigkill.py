@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from avsr_sinks.features import FeatureStore
-from tests.conftest import REPO
+from tests.conftest import REPO, usable_list
 from tests.data.test_bad_input_stage import tiny_whisper  # noqa: F401 (fixture)
 
 SEED = 20261128
@@ -159,18 +159,24 @@ def stages(inputs: dict[str, Path]) -> dict[str, Stage]:
     root = inputs["root"]
     corpus = root / "ref-corpus" / "corpus"
 
+    def utterances(split: str) -> str:
+        return str(usable_list(corpus, split, root / "lists"))
+
     def features_argv(split: str) -> Callable[[Path], list[str]]:
         return lambda out: [
-            *params, "--modality", "audio", "--corpus-dir", str(corpus), "--encoder-dir",
+            *params, "--modality", "audio", "--corpus-dir", str(corpus),
+            "--utterances", utterances(split), "--encoder-dir",
             str(inputs["whisper"]), "--split", split, "--condition", "clean",
             "--out-dir", str(out / "features"),
         ]  # fmt: skip
 
     # evaluation and analysis read the uninterrupted run's checkpoint on the test features
-    reading_checkpoint = [
-        *params, "--experiment", EXPERIMENT, "--checkpoint", str(root / "ref-train" / "ckpt"),
-        "--corpus-dir", str(corpus), f"--features=audio={root / 'ref-test-features' / 'features'}",
-    ]  # fmt: skip
+    def reading_checkpoint() -> list[str]:
+        return [
+            *params, "--experiment", EXPERIMENT, "--checkpoint", str(root / "ref-train" / "ckpt"),
+            "--corpus-dir", str(corpus), "--utterances", utterances("test"),
+            f"--features=audio={root / 'ref-test-features' / 'features'}",
+        ]  # fmt: skip
 
     return {
         "corpus": Stage(
@@ -200,6 +206,8 @@ def stages(inputs: dict[str, Path]) -> dict[str, Stage]:
                 EXPERIMENT,
                 "--corpus-dir",
                 str(corpus),
+                "--utterances",
+                utterances("train"),
                 f"--features=audio={root / 'ref-features' / 'features'}",
                 "--lm-dir",
                 str(inputs["lm"]),
@@ -214,7 +222,7 @@ def stages(inputs: dict[str, Path]) -> dict[str, Stage]:
         "evaluate": Stage(
             "evaluate.py",
             lambda out: [
-                *reading_checkpoint,
+                *reading_checkpoint(),
                 "--condition",
                 "clean",
                 "--out-json",
@@ -228,7 +236,7 @@ def stages(inputs: dict[str, Path]) -> dict[str, Stage]:
         "analyze": Stage(
             "analyze.py",
             lambda out: [
-                *reading_checkpoint,
+                *reading_checkpoint(),
                 "--out-dir",
                 str(out / "analysis"),
             ],  # fmt: skip

@@ -24,8 +24,9 @@ import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from avsr_sinks.data import transforms as T
-from avsr_sinks.data.manifest import BAD_SAMPLE_MODES, DataError, SkipReport, Utterance, load_media
+from avsr_sinks.data.manifest import BAD_SAMPLE_MODES, DataError, SkipReport, Utterance
 from avsr_sinks.data.noise import NoiseBank
+from avsr_sinks.data.validation import CorpusRules, check_media
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,10 @@ class AVDataset(Dataset):
         return Skipped(str(failure.file), utt.line, failure.reason, utt.uid)
 
     def _load(self, index: int, utt: Utterance) -> dict[str, Any]:
-        video, audio = load_media(utt, self.modalities, self.av_tolerance_s)
+        # The pipeline's own checks of a sample (validation.check_media), then the modalities asked for.
+        video, audio = check_media(utt, CorpusRules(av_tolerance_s=self.av_tolerance_s))
+        video = video if "video" in self.modalities else None
+        audio = audio if "audio" in self.modalities else None
         gen = torch.Generator().manual_seed(self._seed(index, 0))
         out: dict[str, Any] = {
             "uid": utt.uid,

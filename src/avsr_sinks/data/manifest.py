@@ -23,10 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
-from avsr_sinks.data import media
-from avsr_sinks.io import write_json_atomic, write_text_atomic
+from avsr_sinks.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +42,21 @@ class DataError(ValueError):
         file: str | os.PathLike[str] | None = None,
         line: int | None = None,
         uid: str | None = None,
+        label_line: int | None = None,
     ) -> None:
+        """``line``: a line of ``file`` (a label file); ``label_line``: the label row of the utterance whose
+        media ``file`` is."""
         self.reason, self.file, self.line, self.uid = reason, file, line, uid
+        self.label_line = line if label_line is None else label_line
         where = "" if file is None else f"{file}" + ("" if line is None else f", line {line}") + ": "
-        who = "" if uid is None else f"utterance {uid}: "
+        row = "" if label_line is None else f" (label row {label_line})"
+        who = "" if uid is None else f"utterance {uid}{row}: "
         super().__init__(f"{where}{who}{reason}")
+
+
+class SplitError(DataError):
+    """A split as a whole is unusable (no label file, wrong columns, no usable utterance): leaving samples
+    out cannot help, so no mode passes it."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,8 @@ class Utterance:
 
 
 class SkipReport:
-    """Rows ``(file, line, uid, reason)`` of dropped samples; repeats (same sample, later epoch) collapse."""
+    """Rows ``(file, line, uid, reason)`` of dropped samples, ``line`` the sample's label row (also when
+    ``file`` is one of its media files); repeats (same sample, later epoch) collapse."""
 
     def __init__(self) -> None:
         self._rows: dict[tuple[str, int, str, str], None] = {}
@@ -77,7 +85,7 @@ class SkipReport:
         self._rows.setdefault((str(file), -1 if line is None else int(line), uid, reason))
 
     def add_error(self, err: DataError) -> None:
-        self.add(err.file or "", err.line, err.reason, err.uid or "")
+        self.add(err.file or "", err.label_line, err.reason, err.uid or "")
 
     def record_batch(self, batch: dict[str, Any]) -> None:
         """Record the ``skipped`` rows a collate attached to a batch (needed with DataLoader workers)."""
@@ -129,7 +137,7 @@ def safe_media_path(root: Path, dataset: str, relative_path: str) -> Path:
     return path
 
 
-def _parse_row(root: Path, fields: list[str], ncols: int, line: int) -> Utterance:
+def parse_row(root: Path, fields: list[str], ncols: int, line: int) -> Utterance:
     """Turn CSV fields into an Utterance; raises ``ValueError`` with the reason."""
     if len(fields) != ncols:
         raise ValueError(f"expected {ncols} comma-separated columns, found {len(fields)}")
@@ -174,7 +182,7 @@ def read_split(
     root = Path(root)
     path = labels_path(root, split)
     if not path.is_file():
-        raise DataError(f"label file is missing; expected ROOT/labels/{split}.csv ({_DOCS})", path)
+        raise SplitError(f"label file is missing; expected ROOT/labels/{split}.csv ({_DOCS})", path)
     utts: list[Utterance] = []
     seen: dict[str, int] = {}
     ncols: int | None = None
@@ -191,9 +199,9 @@ def read_split(
             if ncols is None:
                 ncols = len(fields)
                 if ncols not in (4, 5):
-                    raise DataError(f"has {ncols} columns; expected 4 or 5: {','.join(HEADER)}", path, line)
+                    raise SplitError(f"has {ncols} columns; expected 4 or 5: {','.join(HEADER)}", path, line)
                 if ncols == 4 and require_transcript:
-                    raise DataError(
+                    raise SplitError(
                         "has 4 columns (auto_avsr format) and no transcript column; the LLM is trained on "
                         f"the transcript, so add it as a 5th column ({_DOCS})",
                         path,
@@ -202,7 +210,7 @@ def read_split(
                 if fields[0].strip().lower() == "dataset":
                     continue
             try:
-                utt = _parse_row(root, fields, ncols, line)
+                utt = parse_row(root, fields, ncols, line)
                 if check_media:
                     for media_path in (utt.video_path, utt.audio_path):
                         if not media_path.is_file():
@@ -250,118 +258,3 @@ def write_split(
     path = labels_path(root, split)
     write_text_atomic(path, buf.getvalue())
     return path
-
-
-def load_media(
-    utt: Utterance,
-    modalities: Sequence[str] = ("audio", "video"),
-    av_tolerance_s: float = 0.1,
-    sample_rate: int = media.SAMPLE_RATE,
-    fps: float = media.FPS,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Decode ``(video (T, H, W) uint8, audio (N,) float32)`` for the requested modalities and check them.
-
-    Checks: the video's frame count matches the label and the audio duration matches the video (or the
-    label, for audio only) within ``av_tolerance_s``. Any problem raises :class:`DataError` naming the uid.
-    """
-    video = audio = None
-    try:
-        if "video" in modalities:
-            video = media.read_video(utt.video_path)
-            if abs(len(video) - utt.num_video_frames) / fps > av_tolerance_s:
-                raise media.MediaError(
-                    utt.video_path,
-                    f"has {len(video)} frames but the label says {utt.num_video_frames}",
-                    "fix length_in_video_frames in the label file",
-                )
-        if "audio" in modalities:
-            audio = media.read_audio(utt.audio_path, sample_rate)
-            frames = len(video) if video is not None else utt.num_video_frames
-            media.check_av_agreement(
-                utt.video_path, utt.audio_path, frames, len(audio), av_tolerance_s, fps, sample_rate
-            )
-    except media.MediaError as err:
-        raise DataError(err.reason, err.path, None, utt.uid) from err
-    return video, audio
-
-
-def check_corpus(
-    root: Path,
-    splits: Sequence[str] = SPLITS,
-    decode_media: bool = True,
-    sample: int | None = None,
-    seed: int = 0,
-    av_tolerance_s: float = 0.1,
-    fps: float = media.FPS,
-) -> dict[str, Any]:
-    """Check labels and media of a corpus; return a JSON-able summary with ``ok`` and ``problems``.
-
-    Every label row is checked (columns, integers, transcript, paths inside the root, files present). With
-    ``decode_media`` each utterance's video and audio are decoded (or a seeded random ``sample`` of them
-    per split) and their lengths compared.
-    """
-    root = Path(root)
-    summary: dict[str, Any] = {"root": str(root), "splits": {}, "problems": []}
-    problems: list[dict[str, Any]] = summary["problems"]
-    for split in splits:
-        report = SkipReport()
-        try:
-            utts = read_split(root, split, "skip", report, check_media=True)
-        except DataError as err:
-            problems.append({"split": split, "file": str(err.file), "line": err.line, "reason": err.reason})
-            if "no transcript column" not in err.reason:
-                continue
-            utts = read_split(root, split, "skip", report, check_media=True, require_transcript=False)
-        problems.extend({"split": split, "file": f, "line": ln, "reason": r} for f, ln, _, r in report.rows)
-        lengths = np.array([u.num_video_frames for u in utts], dtype=np.float64) / fps
-        stats: dict[str, Any] = {
-            "utterances": len(utts),
-            "bad_rows": report.count,
-            "hours": round(float(lengths.sum()) / 3600, 4),
-            "duration_s": {
-                k: round(float(f(lengths)), 3) if len(lengths) else None
-                for k, f in (("min", np.min), ("median", np.median), ("max", np.max))
-            },
-        }
-        checked = utts
-        if decode_media and sample is not None and sample < len(utts):
-            pick = np.random.default_rng(seed).choice(len(utts), size=sample, replace=False)
-            checked = [utts[i] for i in sorted(pick)]
-        bad_media = 0
-        for utt in checked if decode_media else ():
-            try:
-                load_media(utt, ("audio", "video"), av_tolerance_s, fps=fps)
-            except DataError as err:
-                bad_media += 1
-                problems.append(
-                    {"split": split, "file": str(err.file), "line": utt.line, "reason": err.reason}
-                )
-        stats["media_decoded"] = len(checked) if decode_media else 0
-        stats["media_problems"] = bad_media
-        summary["splits"][split] = stats
-    summary["ok"] = not problems
-    return summary
-
-
-def format_summary(summary: dict[str, Any], max_problems: int = 50) -> str:
-    """A readable multi-line report of :func:`check_corpus`'s summary."""
-    lines = [f"corpus {summary['root']}"]
-    for split, s in summary["splits"].items():
-        d = s["duration_s"]
-        lines.append(
-            f"  {split:<6} {s['utterances']:>7} utts {s['hours']:>9.3f} h  duration min/median/max "
-            f"{d['min']}/{d['median']}/{d['max']} s  bad rows {s['bad_rows']}  "
-            f"media decoded {s['media_decoded']} (problems {s['media_problems']})"
-        )
-    problems = summary["problems"]
-    lines.append(f"{len(problems)} problem(s)" + (":" if problems else " - corpus looks usable"))
-    for p in problems[:max_problems]:
-        where = p["file"] + (f", line {p['line']}" if p.get("line") not in (None, -1) else "")
-        lines.append(f"  [{p['split']}] {where}: {p['reason']}")
-    if len(problems) > max_problems:
-        lines.append(f"  ... and {len(problems) - max_problems} more (use --json for all)")
-    return "\n".join(lines)
-
-
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    write_json_atomic(path, summary)

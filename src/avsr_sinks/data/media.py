@@ -173,6 +173,45 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     raise MediaError(path, "has neither an audio nor a video stream")
 
 
+@dataclass(frozen=True)
+class VideoTiming:
+    """A video stream's frame rate and whether its frames are evenly spaced (read from the packets)."""
+
+    fps: float
+    constant: bool
+    min_interval_s: float
+    max_interval_s: float
+
+
+def video_timing(path: str | os.PathLike[str]) -> VideoTiming:
+    """The first video stream's timing, from its packets' timestamps (demuxed, not decoded).
+
+    Raises :class:`MediaError` for a file without a readable video stream.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream", f"expected {FPS} fps mouth crops")
+        stream = container.streams.video[0]
+        stamps = sorted(
+            float(packet.pts * stream.time_base)
+            for packet in container.demux(stream)
+            if packet.pts is not None and packet.size
+        )
+        declared = float(stream.average_rate or stream.guessed_rate or 0)
+    except _AV_ERRORS as err:
+        raise MediaError(path, f"video is corrupt or truncated: {err}", "re-extract the file") from err
+    finally:
+        container.close()
+    intervals = np.diff(stamps)
+    if not len(intervals):
+        return VideoTiming(declared or FPS, True, 0.0, 0.0)
+    shortest, longest = float(intervals.min()), float(intervals.max())
+    # Timestamps are rounded to the container's time base: allow half a millisecond of jitter.
+    return VideoTiming(1.0 / float(np.mean(intervals)), longest - shortest <= 5e-4, shortest, longest)
+
+
 def _stream_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)

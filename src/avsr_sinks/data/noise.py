@@ -159,7 +159,7 @@ def parse_condition(condition: str) -> tuple[str, tuple[float, ...]] | None:
 
 
 def noise_condition(kind: str, snrs_db: Sequence[float]) -> str:
-    """The condition name of noise ``kind`` at one of ``snrs_db`` per utterance (parse_condition's inverse)."""
+    """The name of noise ``kind`` at one of ``snrs_db`` per utterance (parse_condition inverts it)."""
     return f"{kind}{'_'.join(f'{snr:g}' for snr in snrs_db)}db"
 
 

@@ -1,0 +1,51 @@
+"""What the scripts that train, decode or analyse one experiment read: their arguments, the corpus check's
+list of a split with its cached features, and the experiment's checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from avsr_sinks.cli import modality_path, parser
+from avsr_sinks.data.validation import read_usable
+from avsr_sinks.experiment import load_checkpoint
+from avsr_sinks.features import FeatureDataset, FeatureStore
+from avsr_sinks.grid import Experiment, parse_name
+from avsr_sinks.model import AVSRModel
+
+
+def checkpoint_parser(description: str) -> argparse.ArgumentParser:
+    """``parser`` plus what a script that runs one experiment's checkpoint on a split reads."""
+    ap = parser(description)
+    ap.add_argument("--experiment", required=True)
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--corpus-dir", type=Path, required=True)
+    ap.add_argument("--utterances", type=Path, required=True, help="the corpus check's list of the split")
+    ap.add_argument("--features", type=modality_path, action="append", default=[], metavar="MODALITY=PATH")
+    return ap
+
+
+def checkpoint_on_split(
+    args: argparse.Namespace, params: dict[str, Any]
+) -> tuple[Experiment, FeatureDataset, AVSRModel]:
+    """The experiment, the split's utterances with their cached features, and the loaded checkpoint
+    (``checkpoint_parser``'s arguments)."""
+    experiment = parse_name(args.experiment)
+    transcripts = {u.uid: u.transcript for u in read_usable(args.utterances, args.corpus_dir)}
+    dataset = FeatureDataset(feature_stores(args.features, experiment.modalities), transcripts)
+    widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
+    return experiment, dataset, load_checkpoint(args.checkpoint, params, experiment, widths)
+
+
+def feature_stores(
+    pairs: list[tuple[str, Path]], modalities: tuple[str, ...], flag: str = "--features"
+) -> dict[str, FeatureStore]:
+    """One cache per modality the experiment uses, refusing a missing or extra one."""
+    given = dict(pairs)
+    if sorted(given) != sorted(modalities) or len(given) != len(pairs):
+        raise SystemExit(
+            f"{flag}: this experiment reads {', '.join(modalities) or 'no'} features there, got "
+            f"{', '.join(m for m, _ in pairs) or 'none'}"
+        )
+    return {m: FeatureStore(given[m]) for m in modalities}
