@@ -163,7 +163,7 @@ def test_the_tokenizer_pass_refuses_what_becomes_unknown(corpus: Path, unknown_c
 
 
 def test_the_split_report_merges_both_passes_in_label_order(corpus: Path, tmp_path: Path) -> None:
-    (corpus / DATASET / "train/spk3/train_003.wav").write_bytes(b"not audio")
+    (corpus / DATASET / "train/spk0/train_000.wav").write_bytes(b"not audio")  # row 2, before the text one
     media_check = check_split(corpus, "train", CorpusRules("skip"))
     write_skip_report(tmp_path / "media-skipped.csv", media_check.problems)
     flag_again = lambda text: [5] if "AGAIN" in text else [1]  # noqa: E731 (5: the unknown token)
@@ -172,7 +172,7 @@ def test_the_split_report_merges_both_passes_in_label_order(corpus: Path, tmp_pa
         text, tmp_path / "media-skipped.csv", tmp_path / "u.csv", tmp_path / "s.csv", tmp_path / "c.json"
     )
     report = read_skip_report(tmp_path / "s.csv")
-    assert [e.label_line for e in report] == [4, 5] and Path(report[1].file).name == "train_003.wav"
+    assert [e.label_line for e in report] == [2, 4] and Path(report[0].file).name == "train_000.wav"
     assert card == json.loads((tmp_path / "c.json").read_text())
     assert (card["rows"], card["usable"], card["skipped"]) == (4, 2, 2)
     assert len(read_usable(tmp_path / "u.csv", corpus)) == 2
