@@ -63,16 +63,67 @@ def video_encoder_input():
     return local_or_built(enc["path"], enc["source"] in ("pretrain", "fairseq"))
 
 
-def feature_args(experiment, split, condition):
-    """``--features MODALITY=PATH`` for each cache the experiment reads."""
-    caches = pipeline.experiment_features(PARAMS, experiment, split, condition)
-    return " ".join(f"--features {m}={shlex.quote(path)}" for m, path in caches.items())
+def features_input(split, condition=None):
+    """The feature caches an experiment reads on ``split``, under ``condition`` (None: the job's
+    ``condition`` wildcard)."""
+
+    def caches(wildcards):
+        chosen = condition or wildcards.condition
+        return list(pipeline.experiment_features(PARAMS, wildcards.experiment, split, chosen).values())
+
+    return caches
 
 
-def noisy_feature_args(experiment):
-    """``--noisy-features MODALITY=PATH`` for each noisy training cache the experiment's augmentation reads."""
-    caches = pipeline.noisy_train_features(PARAMS, experiment)
+def features_flags(split, condition=None):
+    """``--features MODALITY=PATH`` for each cache of ``features_input(split, condition)``."""
+
+    def flags(wildcards):
+        chosen = condition or wildcards.condition
+        caches = pipeline.experiment_features(PARAMS, wildcards.experiment, split, chosen)
+        return " ".join(f"--features {m}={shlex.quote(path)}" for m, path in caches.items())
+
+    return flags
+
+
+def noisy_features_input(wildcards):
+    """The noisy training caches the experiment's augmentation reads (none without noise)."""
+    return list(pipeline.noisy_train_features(PARAMS, wildcards.experiment).values())
+
+
+def noisy_features_flags(wildcards):
+    caches = pipeline.noisy_train_features(PARAMS, wildcards.experiment)
     return " ".join(f"--noisy-features {m}={shlex.quote(path)}" for m, path in caches.items())
+
+
+def warm_start_input(wildcards):
+    """The checkpoints train.warm_start starts the experiment from, in its order."""
+    return [pipeline.checkpoint_dir(e) for e in warm_start_sources(PARAMS, parse_name(wildcards.experiment))]
+
+
+def warm_start_flags(wildcards, input):
+    return " ".join(f"--warm-start {shlex.quote(path)}" for path in input.warm_start)
+
+
+def resume_path(wildcards):
+    return pipeline.resume_dir(wildcards.experiment)
+
+
+def checkpoint_input(wildcards):
+    """The checkpoint the experiment decodes (ACT decodes its baseline's)."""
+    return pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment])
+
+
+def analysis_folder(wildcards, output):
+    return str(Path(output.metrics).parent)
+
+
+def per_attempt(amount):
+    """A resource that grows with each retry (SLURM's --retries): ``amount`` x the attempt."""
+
+    def scaled(wildcards, attempt):
+        return amount * attempt
+
+    return scaled
 
 
 def act_heads_input(wildcards):
@@ -100,6 +151,11 @@ def input_path(name, fallback):
     return resolve
 
 
+def settings_trigger(settings):
+    """A rule's ``trigger`` param: the settings that, when changed, must rerun it (as sorted JSON)."""
+    return json.dumps(settings, sort_keys=True)
+
+
 def train_trigger(wildcards):
     return json.dumps(train_record(PARAMS, parse_name(wildcards.experiment)), sort_keys=True)
 
@@ -108,14 +164,18 @@ def eval_trigger(wildcards):
     return json.dumps(eval_record(PARAMS, parse_name(wildcards.experiment)), sort_keys=True)
 
 
+def analysis_trigger(wildcards):
+    record = eval_record(PARAMS, parse_name(wildcards.experiment))
+    return json.dumps({**record, "analysis": PARAMS["analysis"]}, sort_keys=True)
+
+
 def corpus_check_trigger():
     """The settings that decide what the corpus check accepts: a change reruns it."""
     corpus = PARAMS["corpus"]
-    return json.dumps(
+    return settings_trigger(
         {
             "on_bad_sample": corpus["on_bad_sample"],
             "av_tolerance_s": corpus["av_tolerance_s"],
             "window_seconds": PARAMS["audio_encoder"]["window_seconds"],
-        },
-        sort_keys=True,
+        }
     )

@@ -13,7 +13,7 @@ if PARAMS["corpus"]["kind"] == "synthetic":
             f"logs/benchmarks/corpus/{PARAMS['corpus']['name']}.tsv"
         params:
             config=CONFIG_ARGS,
-            trigger=json.dumps(PARAMS["corpus"]["synth"], sort_keys=True),
+            trigger=settings_trigger(PARAMS["corpus"]["synth"]),
         threads: workflow.cores
         resources:
             mem_mb=4000,

@@ -5,11 +5,9 @@ rule evaluate:
     input:
         corpus=corpus_input(),
         usable=pipeline.usable_list(PARAMS, "test"),
-        checkpoint=lambda wildcards: pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment]),
+        checkpoint=checkpoint_input,
         act_heads=act_heads_input,
-        features=lambda wildcards: list(
-            pipeline.experiment_features(PARAMS, wildcards.experiment, "test", wildcards.condition).values()
-        ),
+        features=features_input("test"),
         llm=llm_input(),
     output:
         json=pipeline.eval_json("{experiment}", "{condition}"),
@@ -21,13 +19,13 @@ rule evaluate:
     params:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),
-        features=lambda wildcards: feature_args(wildcards.experiment, "test", wildcards.condition),
+        features=features_flags("test"),
         act_heads=act_heads_arg,
         trigger=eval_trigger,
     threads: THREADS
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(120),
     shell:
         "python workflow_scripts/evaluate.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
@@ -40,10 +38,8 @@ rule act_heads:
     input:
         corpus=corpus_input(),
         usable=pipeline.usable_list(PARAMS, "val"),
-        checkpoint=lambda wildcards: pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment]),
-        features=lambda wildcards: list(
-            pipeline.experiment_features(PARAMS, wildcards.experiment, "val").values()
-        ),
+        checkpoint=checkpoint_input,
+        features=features_input("val", "clean"),
         llm=llm_input(),
     output:
         pipeline.act_heads_json("{experiment}"),
@@ -56,12 +52,12 @@ rule act_heads:
     params:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),
-        features=lambda wildcards: feature_args(wildcards.experiment, "val", "clean"),
+        features=features_flags("val", "clean"),
         trigger=eval_trigger,
     threads: THREADS
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(120),
     shell:
         "python workflow_scripts/search_act_heads.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"
@@ -73,11 +69,9 @@ rule analyze:
     input:
         corpus=corpus_input(),
         usable=pipeline.usable_list(PARAMS, "test"),
-        checkpoint=lambda wildcards: pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment]),
+        checkpoint=checkpoint_input,
         act_heads=act_heads_input,
-        features=lambda wildcards: list(
-            pipeline.experiment_features(PARAMS, wildcards.experiment, "test").values()
-        ),
+        features=features_input("test", "clean"),
         llm=llm_input(),
     output:
         metrics=pipeline.analysis_files("{experiment}")[0],
@@ -89,16 +83,14 @@ rule analyze:
     params:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),
-        features=lambda wildcards: feature_args(wildcards.experiment, "test", "clean"),
+        features=features_flags("test", "clean"),
         act_heads=act_heads_arg,
-        out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
-        trigger=lambda wildcards: json.dumps(
-            {**json.loads(eval_trigger(wildcards)), "analysis": PARAMS["analysis"]}, sort_keys=True
-        ),
+        out_dir=analysis_folder,
+        trigger=analysis_trigger,
     threads: THREADS
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 60 * attempt,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
     shell:
         "python workflow_scripts/analyze.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --corpus-dir {params.corpus:q}"

@@ -21,8 +21,8 @@ rule audio_features:
         encoder=input_path("encoder", PARAMS["audio_encoder"]["path"]),
     threads: THREADS
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(120),
     shell:
         "python workflow_scripts/extract_features.py --params {params.config} --threads {threads}"
         " --modality audio --corpus-dir {params.corpus:q} --utterances {input.usable:q}"
@@ -47,8 +47,8 @@ rule video_features:
         encoder=input_path("encoder", PARAMS["video_encoder"]["path"]),
     threads: THREADS
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(120),
     shell:
         "python workflow_scripts/extract_features.py --params {params.config} --threads {threads}"
         " --modality video --corpus-dir {params.corpus:q} --utterances {input.usable:q}"

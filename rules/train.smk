@@ -5,15 +5,9 @@ rule train:
     input:
         corpus=corpus_input(),
         usable=pipeline.usable_list(PARAMS, "train"),
-        features=lambda wildcards: list(
-            pipeline.experiment_features(PARAMS, wildcards.experiment, "train").values()
-        ),
-        noisy_features=lambda wildcards: list(
-            pipeline.noisy_train_features(PARAMS, wildcards.experiment).values()
-        ),
-        warm_start=lambda wildcards: [
-            pipeline.checkpoint_dir(e) for e in warm_start_sources(PARAMS, parse_name(wildcards.experiment))
-        ],
+        features=features_input("train", "clean"),
+        noisy_features=noisy_features_input,
+        warm_start=warm_start_input,
         llm=llm_input(),
     output:
         directory(pipeline.checkpoint_dir("{experiment}")),
@@ -27,15 +21,15 @@ rule train:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),
         llm=input_path("llm", PARAMS["llm"]["path"]),
-        features=lambda wildcards: feature_args(wildcards.experiment, "train", "clean"),
-        noisy_features=lambda wildcards: noisy_feature_args(wildcards.experiment),
-        warm_start=lambda wildcards, input: " ".join(f"--warm-start {shlex.quote(p)}" for p in input.warm_start),
-        resume=lambda wildcards: pipeline.resume_dir(wildcards.experiment),
+        features=features_flags("train", "clean"),
+        noisy_features=noisy_features_flags,
+        warm_start=warm_start_flags,
+        resume=resume_path,
         trigger=train_trigger,
     threads: THREADS
     resources:
-        mem_mb=lambda wildcards, attempt: 6000 * attempt,
-        runtime=lambda wildcards, attempt: 240 * attempt,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(240),
         gpu=0,  # the embedded default trains on the CPU; profiles/slurm asks for one GPU per training job
     shell:
         "python workflow_scripts/train.py --params {params.config} --threads {threads}"

@@ -30,7 +30,7 @@ RULES = _rules()
 
 def test_every_stage_of_the_data_flow_has_a_rule() -> None:
     stages = {"make_corpus", "install_bundled_llm", "pretrain_video_encoder", "audio_features"}
-    stages |= {"video_features"}
+    stages |= {"video_features", "check_corpus_media", "check_corpus_text"}
     stages |= {"train", "act_heads", "evaluate", "analyze", "wer_tables", "summary_tables", "sink_tables"}
     assert stages | {"claims_table", "figures"} <= set(RULES)
 
@@ -45,4 +45,10 @@ def test_rule_declares_its_files_and_resources(rule: str) -> None:
     assert not missing, f"rule {rule} lacks {missing}"
     assert "> {log:q} 2>&1" in block, f"rule {rule} does not send its output to its log"
     if rule in SCALED:
-        assert "mem_mb=lambda wildcards, attempt:" in block and "runtime=lambda wildcards, attempt:" in block
+        assert "mem_mb=per_attempt(" in block and "runtime=per_attempt(" in block
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_rules_only_wire_files(rule: str) -> None:
+    """Python in a rule is a named function of rules/common.smk, never a lambda or inline JSON."""
+    assert "lambda" not in RULES[rule] and "json." not in RULES[rule]
