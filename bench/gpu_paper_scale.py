@@ -66,7 +66,8 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from avsr_sinks.encoders.avhubert import FRAME_RATE as VIDEO_FPS
 from avsr_sinks.encoders.avhubert import RESNET_WIDTHS, AVHubertConfig, AVHubertModel
 from avsr_sinks.io import git_commit, write_json_atomic, write_text_atomic
-from avsr_sinks.model import SPECIAL_TOKENS, AVSRModel, ModelConfig
+from avsr_sinks.model import AVSRModel, ModelConfig
+from avsr_sinks.modeling.llm import SPECIAL_TOKENS
 
 log = logging.getLogger("gpu_paper_scale")
 

@@ -40,7 +40,8 @@ from avsr_sinks.experiment import model_config, train_config
 from avsr_sinks.features import FeatureDataset, FeatureStore, collate_features
 from avsr_sinks.grid import parse_name
 from avsr_sinks.losses import decorrelation_loss
-from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.model import AVSRModel
+from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.pipeline import experiment_features
 from avsr_sinks.train import make_optimizer
 

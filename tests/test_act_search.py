@@ -15,7 +15,8 @@ from avsr_sinks.decode import teacher_forced_ce
 from avsr_sinks.experiment import method_context
 from avsr_sinks.features import FeatureDataset, FeatureStore, collate_features
 from avsr_sinks.grid import parse_name
-from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.model import AVSRModel
+from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.records import eval_record
 from tests.conftest import REPO
 from tests.train_job import make_features, toy_model_config

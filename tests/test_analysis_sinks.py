@@ -12,7 +12,8 @@ import torch
 
 from avsr_sinks.analysis import AnalysisThresholds, analyze_batch
 from avsr_sinks.capture import collect, write_analysis
-from avsr_sinks.model import AVSRModel, ModelConfig, Segment, load_llm
+from avsr_sinks.model import AVSRModel, ModelConfig, Segment
+from avsr_sinks.modeling.llm import load_llm
 
 S, L, HEADS, H = 10, 3, 4, 16
 # BOS <audio> A A </audio> INST INST resp resp resp

@@ -15,7 +15,8 @@ import torch
 
 from avsr_sinks.decode import decode_dataset, normalize, teacher_forced_ce, word_error_rate, write_evaluation
 from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.model import AVSRModel
+from avsr_sinks.modeling.llm import load_llm
 from tests.train_job import make_features, toy_model_config
 
 # reference            hypothesis            edits (after lower-casing and collapsing spaces)

@@ -8,7 +8,7 @@ import pytest
 
 from avsr_sinks.encoders.whisper import load_audio_encoder
 from avsr_sinks.io import require_model_folder
-from avsr_sinks.model import load_llm
+from avsr_sinks.modeling.llm import load_llm
 
 
 def test_missing_whisper_names_the_model_its_files_and_the_key(tmp_path: Path) -> None:

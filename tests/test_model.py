@@ -6,7 +6,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from avsr_sinks.model import AVSRModel, Compressor, ModelConfig, Segment, load_llm
+from avsr_sinks.model import AVSRModel, ModelConfig, Segment
+from avsr_sinks.modeling.layers import Compressor
+from avsr_sinks.modeling.llm import load_llm
 
 
 def config(
@@ -208,7 +210,7 @@ def test_ctc_reads_only_the_named_modalities(tiny_lm_dir: Path) -> None:
 
 
 def test_tied_ctc_head_scores_against_the_embedding_table() -> None:
-    from avsr_sinks.model import TiedCTCHead
+    from avsr_sinks.modeling.layers import TiedCTCHead
 
     head = TiedCTCHead(hidden=3, blank_id=0)
     table = torch.eye(3)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
+from avsr_sinks.model import AVSRModel, ModelConfig
+from avsr_sinks.modeling.llm import load_llm
 
 DIM = 12  # encoder output width
 

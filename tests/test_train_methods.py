@@ -12,7 +12,8 @@ import torch
 from avsr_sinks import train
 from avsr_sinks.augment import AugmentConfig, FeatureAugmenter
 from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.model import AVSRModel
+from avsr_sinks.modeling.llm import load_llm
 from tests.train_job import CONFIG, make_features, toy_model_config
 
 PLAIN = dataclasses.replace(CONFIG, epochs=1, ctc_weight=0.0, ctc_warmup_steps=0, average_last=1)

@@ -12,7 +12,8 @@ import torch
 
 from avsr_sinks import train
 from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.model import AVSRModel
+from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.nonfinite import NonFiniteLossError
 from tests.train_job import CONFIG, make_features, toy_model_config
 

@@ -17,7 +17,8 @@ import torch
 
 from avsr_sinks import io, train
 from avsr_sinks.features import FeatureDataset, FeatureStore, extract_features
-from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
+from avsr_sinks.model import AVSRModel, ModelConfig
+from avsr_sinks.modeling.llm import load_llm
 
 SENTENCES = ["the cat sat on the mat", "a dog runs in the park", "we will go home soon", "she reads a book"]
 CONFIG = train.TrainConfig(

@@ -14,7 +14,8 @@ from accelerate import Accelerator
 
 from avsr_sinks import train
 from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.model import AVSRModel
+from avsr_sinks.modeling.llm import load_llm
 from tests.train_job import CONFIG, make_features, toy_model_config
 
 TERMS = ("loss", "ce", "ctc", "decorr")

@@ -16,7 +16,7 @@ from avsr_sinks.config import load_params
 from avsr_sinks.data.manifest import DataError
 from avsr_sinks.data.validation import SPLITS, CorpusRules, check_corpus, format_summary
 from avsr_sinks.io import write_json_atomic
-from avsr_sinks.model import load_tokenizer
+from avsr_sinks.modeling.llm import load_tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:

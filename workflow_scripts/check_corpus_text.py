@@ -11,7 +11,7 @@ from avsr_sinks.data.validation import (
     read_usable,
     tokenizer_pass,
 )
-from avsr_sinks.model import load_tokenizer
+from avsr_sinks.modeling.llm import load_tokenizer
 
 
 def main() -> None:

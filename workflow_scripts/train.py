@@ -9,7 +9,8 @@ from avsr_sinks.data.validation import read_usable
 from avsr_sinks.experiment import augment_config, model_config, train_config, warm_start
 from avsr_sinks.features import FeatureDataset
 from avsr_sinks.grid import parse_name
-from avsr_sinks.model import AVSRModel, load_llm
+from avsr_sinks.model import AVSRModel
+from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.pipeline import noisy_train_features
 from avsr_sinks.records import train_record, warm_start_sources
 from avsr_sinks.train import seed_everything, train

@@ -18,7 +18,8 @@ import torch
 from avsr_sinks.analysis import AnalysisThresholds, analyze_batch
 from avsr_sinks.io import atomic_path, git_commit, write_json_atomic
 from avsr_sinks.layer_outputs import decoder_layers, recorded_outputs
-from avsr_sinks.model import SPECIAL_TOKENS, AVSRModel, Segment
+from avsr_sinks.model import AVSRModel, Segment
+from avsr_sinks.modeling.llm import SPECIAL_TOKENS
 
 
 @dataclass

@@ -19,7 +19,14 @@ from avsr_sinks.records import warm_start_sources
 PY = "python workflow_scripts"
 LIB = "src/avsr_sinks"
 # Library modules every model stage imports, so a code change reruns what it affects.
-MODEL_CODE = [f"{LIB}/model.py", f"{LIB}/features.py", f"{LIB}/experiment.py", f"{LIB}/config.py"]
+MODEL_CODE = [
+    f"{LIB}/model.py",
+    f"{LIB}/modeling/layers.py",
+    f"{LIB}/modeling/llm.py",
+    f"{LIB}/features.py",
+    f"{LIB}/experiment.py",
+    f"{LIB}/config.py",
+]
 
 
 def _stage(
@@ -156,7 +163,14 @@ def _corpus_check_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                 f"{PY}/check_corpus_text.py --params params.yaml --corpus-dir {corpus} --split {split}"
                 f" --media-usable {media} --media-skipped {media_skipped} --llm-dir {llm}"
                 f" --out-usable {usable} --out-skipped {skipped} --out-card {card}",
-                deps=[media, media_skipped, llm, "workflow_scripts/check_corpus_text.py", f"{LIB}/data"],
+                deps=[
+                    media,
+                    media_skipped,
+                    llm,
+                    "workflow_scripts/check_corpus_text.py",
+                    f"{LIB}/data",
+                    f"{LIB}/modeling/llm.py",
+                ],
                 params=["corpus.on_bad_sample"],
                 outs=[usable, {skipped: {"cache": False}}],
                 metrics=[{card: {"cache": False}}],

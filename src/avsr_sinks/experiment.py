@@ -15,7 +15,8 @@ from avsr_sinks.act import calibrate_as_set
 from avsr_sinks.augment import AugmentConfig
 from avsr_sinks.grid import Experiment
 from avsr_sinks.io import load_safetensors
-from avsr_sinks.model import AVSRModel, ModelConfig, load_llm
+from avsr_sinks.model import AVSRModel, ModelConfig
+from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.records import (
     differences,
     eval_record,

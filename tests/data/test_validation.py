@@ -27,7 +27,7 @@ from avsr_sinks.data.validation import (
     write_skip_report,
     write_usable,
 )
-from avsr_sinks.model import load_tokenizer
+from avsr_sinks.modeling.llm import load_tokenizer
 from tests.data.conftest import DATASET, moving_square
 
 
