@@ -1,0 +1,184 @@
+"""dvc.yaml's stages of the experiments: training per task and method, ACT's head search, decoding and
+analysis (avsr_sinks.dvcgen assembles them with the data and report stages)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from avsr_sinks import pipeline
+from avsr_sinks.dvc_stage import LIB, MODEL_CODE, PY, feature_flags, stage
+from avsr_sinks.grid import Experiment, build_grid
+from avsr_sinks.records import warm_start_sources
+
+ENCODER_PARAMS = {"audio": "audio_encoder", "video": "video_encoder"}
+
+
+def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Per task: one training stage per method, then that method's decoding stages."""
+    stages: dict[str, Any] = {}
+    corpus = pipeline.corpus_root(params)
+    corpus_deps = [corpus]
+    llm = params["llm"]
+    encoder_params = ENCODER_PARAMS
+    experiments = build_grid(params)
+    for task in dict.fromkeys(e.task for e in experiments):
+        modalities = next(e.modalities for e in experiments if e.task == task)
+        model_params = ["model", "train", "llm", *(encoder_params[m] for m in modalities)]
+        train_features = {m: pipeline.feature_dir(params, m, "train", "clean") for m in modalities}
+        # As the train rule: only a task whose augmentation mixes in noise reads the noisy view.
+        noisy_features = pipeline.noisy_train_features(params, next(e for e in experiments if e.task == task))
+        noisy_flags = " " + feature_flags(noisy_features, "--noisy-features") if noisy_features else ""
+        warm_tasks = params["train"]["warm_start"][task]
+        # One training stage per method, so that a decorr.* change reruns only the decorr runs.
+        for method in dict.fromkeys(e.method for e in pipeline.trained_experiments(params) if e.task == task):
+            trained = [
+                e for e in pipeline.trained_experiments(params) if e.task == task and e.method == method
+            ]
+            # A warm start reads other experiments' checkpoints, whose names a matrix cannot derive: those
+            # stages iterate over a dict that names them per experiment (foreach), the others over a matrix.
+            if warm_tasks:
+                loop: dict[str, Any] = {
+                    "foreach": {
+                        e.name: {
+                            source.task: pipeline.checkpoint_dir(source)
+                            for source in warm_start_sources(params, e)
+                        }
+                        for e in trained
+                    }
+                }
+                name = "${key}"
+                warm = {t: f"${{item.{t}}}" for t in warm_tasks}
+            else:
+                loop, name, warm = (
+                    {"matrix": {"experiment": [e.name for e in trained]}},
+                    "${item.experiment}",
+                    {},
+                )
+            training = stage(
+                f"{PY}/train.py --params params.yaml --experiment {name} --corpus-dir {corpus}"
+                f" --utterances {pipeline.usable_list(params, 'train')}"
+                f" {feature_flags(train_features)}{noisy_flags}"
+                + "".join(f" --warm-start {path}" for path in warm.values())
+                + f" --lm-dir {llm['path']}"
+                f" --out-dir {pipeline.checkpoint_dir(name)}"
+                f" --resume-dir {pipeline.resume_dir(name)}",
+                deps=[
+                    *corpus_deps,
+                    pipeline.usable_list(params, "train"),
+                    *train_features.values(),
+                    *noisy_features.values(),
+                    *warm.values(),
+                    llm["path"],
+                    "workflow_scripts/train.py",
+                    f"{LIB}/train.py",
+                    f"{LIB}/nonfinite.py",
+                    f"{LIB}/augment.py",
+                    f"{LIB}/losses.py",
+                    *MODEL_CODE,
+                ],
+                params=[*model_params, *(["decorr"] if method == "decorr" else [])],
+                outs=[pipeline.checkpoint_dir(name)],
+            )
+            stages[f"train_{task}_{method}"] = (
+                {**loop, "do": training} if warm_tasks else {**loop, **training}
+            )
+        # One set of decoding stages per method: ACT decodes its baseline's checkpoint, and a DVC matrix can
+        # only substitute, so experiment and checkpoint names are built from the setting and seed.
+        for method in dict.fromkeys(e.method for e in experiments if e.task == task):
+            chosen = [e for e in experiments if e.task == task and e.method == method]
+            stages.update(
+                _decoding_stages(params, chosen, modalities, model_params, corpus_deps, llm["path"])
+            )
+    return stages
+
+
+def _decoding_stages(
+    params: Mapping[str, Any],
+    experiments: list[Experiment],
+    modalities: tuple[str, ...],
+    model_params: list[str],
+    corpus_deps: list[str],
+    llm_path: str,
+) -> dict[str, Any]:
+    """The evaluate and analyze stages (and ACT's head search) of one task and method."""
+    first = experiments[0]
+    task, method = first.task, first.method
+    setting = "${item.setting}"
+    name = f"{setting}-{method}-s${{item.seed}}"
+    ckpt = pipeline.checkpoint_dir(f"{setting}-{first.trained.method}-s${{item.seed}}")
+    corpus = corpus_deps[0]
+    matrix = {
+        "setting": list(dict.fromkeys(f"{e.task}-{e.rates}" for e in experiments)),
+        "seed": list(dict.fromkeys(e.seed for e in experiments)),
+    }
+    code = ["workflow_scripts/evaluate.py", f"{LIB}/decode.py", *MODEL_CODE]
+    heads, head_flags, head_deps = pipeline.act_heads_json(name), "", []
+    stages: dict[str, Any] = {}
+    if method == "act":
+        val = {m: pipeline.feature_dir(params, m, "val", "clean") for m in modalities}
+        stages[f"act_heads_{task}"] = {
+            "matrix": matrix,
+            **stage(
+                f"{PY}/search_act_heads.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
+                f" --corpus-dir {corpus} --utterances {pipeline.usable_list(params, 'val')}"
+                f" {feature_flags(val)} --out-json {heads}",
+                deps=[
+                    *corpus_deps,
+                    pipeline.usable_list(params, "val"),
+                    ckpt,
+                    *val.values(),
+                    llm_path,
+                    "workflow_scripts/search_act_heads.py",
+                    f"{LIB}/act.py",
+                    f"{LIB}/act_search.py",
+                    *code[1:],
+                ],
+                params=[*model_params, "decode", "act"],
+                outs=[{heads: {"cache": False}}],
+            ),
+        }
+        head_flags, head_deps = f" --act-heads {heads}", [heads, f"{LIB}/act.py"]
+    test = {m: pipeline.feature_dir(params, m, "test", "${item.condition}") for m in modalities}
+    test_list = pipeline.usable_list(params, "test")
+    out_json = pipeline.eval_json(name, "${item.condition}")
+    stages[f"evaluate_{task}_{method}"] = {
+        "matrix": {**matrix, "condition": list(params["evaluate"]["conditions"])},
+        **stage(
+            f"{PY}/evaluate.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
+            f" --corpus-dir {corpus} --utterances {test_list} {feature_flags(test)}{head_flags}"
+            f" --condition ${{item.condition}} --out-json {out_json}"
+            f" --out-csv {pipeline.eval_csv(name, '${item.condition}')}",
+            deps=[*corpus_deps, test_list, ckpt, *head_deps, *test.values(), llm_path, *code],
+            params=[*model_params, "decode", *(["act"] if method == "act" else [])],
+            outs=[{pipeline.eval_csv(name, "${item.condition}"): {"cache": False}}],
+            metrics=[{out_json: {"cache": False}}],
+        ),
+    }
+    clean = {m: pipeline.feature_dir(params, m, "test", "clean") for m in modalities}
+    metrics, arrays = pipeline.analysis_files(name)
+    stages[f"analyze_{task}_{method}"] = {
+        "matrix": matrix,
+        **stage(
+            f"{PY}/analyze.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
+            f" --corpus-dir {corpus} --utterances {test_list} {feature_flags(clean)}{head_flags}"
+            f" --out-dir {metrics.rsplit('/', 1)[0]}",
+            deps=[
+                *corpus_deps,
+                test_list,
+                ckpt,
+                *head_deps,
+                *clean.values(),
+                llm_path,
+                "workflow_scripts/analyze.py",
+                f"{LIB}/analysis.py",
+                f"{LIB}/capture.py",
+                f"{LIB}/layer_outputs.py",
+                *MODEL_CODE,
+            ],
+            params=[*model_params, "analysis", *(["act"] if method == "act" else [])],
+            outs=[{arrays: {"cache": False}}],
+            metrics=[{metrics: {"cache": False}}],
+        ),
+    }
+    return stages

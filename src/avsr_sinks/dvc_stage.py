@@ -1,0 +1,34 @@
+"""The pieces every generated DVC stage is made of (avsr_sinks.dvcgen assembles dvc.yaml from them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+PY = "python workflow_scripts"
+LIB = "src/avsr_sinks"
+# Library modules every model stage imports, so a code change reruns what it affects.
+MODEL_CODE = [
+    f"{LIB}/model.py",
+    f"{LIB}/modeling/layers.py",
+    f"{LIB}/modeling/llm.py",
+    f"{LIB}/features.py",
+    f"{LIB}/experiment.py",
+    f"{LIB}/config.py",
+]
+
+
+def stage(
+    cmd: str, deps: list[str], outs: list[Any], params: list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    stage: dict[str, Any] = {"cmd": cmd, "deps": deps}
+    if params:
+        stage["params"] = params
+    if outs:
+        stage["outs"] = outs
+    stage.update(extra)
+    return stage
+
+
+def feature_flags(caches: Mapping[str, str], flag: str = "--features") -> str:
+    return " ".join(f"{flag} {m}={path}" for m, path in caches.items())
