@@ -71,6 +71,7 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                     *warm.values(),
                     llm["path"],
                     "workflow_scripts/train.py",
+                    f"{LIB}/experiment_training.py",
                     f"{LIB}/train.py",
                     f"{LIB}/nonfinite.py",
                     f"{LIB}/augment.py",

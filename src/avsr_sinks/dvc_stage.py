@@ -14,6 +14,7 @@ MODEL_CODE = [
     f"{LIB}/modeling/llm.py",
     f"{LIB}/features.py",
     f"{LIB}/experiment.py",
+    f"{LIB}/experiment_inputs.py",
     f"{LIB}/config.py",
 ]
 

@@ -146,6 +146,7 @@ def _feature_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                     *([babble_list] if babble else []),
                     encoder_dirs[modality],
                     "workflow_scripts/extract_features.py",
+                    f"{LIB}/feature_caching.py",
                     f"{LIB}/features.py",
                     f"{LIB}/encoders",
                 ],

@@ -1,0 +1,83 @@
+"""One experiment's training stage as the pipeline runs it: the check's list of the train split with its
+cached features, the LLM, the model (warm-started where train.warm_start says so), the augmentation, and
+the checkpoint record."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from avsr_sinks.augment import FeatureAugmenter
+from avsr_sinks.cli import modality_path
+from avsr_sinks.data.validation import read_usable
+from avsr_sinks.experiment import augment_config, model_config, train_config, warm_start
+from avsr_sinks.experiment_inputs import feature_stores
+from avsr_sinks.features import FeatureDataset
+from avsr_sinks.grid import parse_name
+from avsr_sinks.model import AVSRModel
+from avsr_sinks.modeling.llm import load_llm
+from avsr_sinks.pipeline import noisy_train_features
+from avsr_sinks.records import train_record, warm_start_sources
+from avsr_sinks.train import seed_everything, train
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The training script's arguments beyond --params and --threads."""
+    ap.add_argument("--experiment", required=True)
+    ap.add_argument("--corpus-dir", type=Path, required=True)
+    ap.add_argument("--utterances", type=Path, required=True, help="the corpus check's train list")
+    features = {"type": modality_path, "action": "append", "default": [], "metavar": "MODALITY=PATH"}
+    ap.add_argument("--features", **features)
+    ap.add_argument("--noisy-features", help="the noisy view train.augment.noise reads", **features)
+    ap.add_argument(
+        "--warm-start",
+        type=Path,
+        action="append",
+        default=[],
+        help="train.warm_start's checkpoints, in order",
+    )
+    ap.add_argument("--lm-dir", type=Path, required=True)
+    ap.add_argument("--out-dir", type=Path, required=True)
+    ap.add_argument("--resume-dir", type=Path, help="keep resume state here (continue from it if present)")
+
+
+def train_experiment(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+    """Train ``args.experiment`` into ``args.out_dir``; returns the training summary."""
+    experiment = parse_name(args.experiment)
+    transcripts = {u.uid: u.transcript for u in read_usable(args.utterances, args.corpus_dir)}
+    stores = feature_stores(args.features, experiment.modalities)
+    dataset = FeatureDataset(stores, transcripts)
+    seed_everything(experiment.seed)
+    llm, tokenizer = load_llm(args.lm_dir, params["model"]["attn_implementation"], params["llm"]["hub_id"])
+    widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
+    model = AVSRModel(model_config(params, experiment, widths), llm, tokenizer)
+    log.info("%s: %s trainable parameters", experiment.name, f"{model.count_trainable():,}")
+    sources = warm_start_sources(params, experiment)
+    if len(args.warm_start) != len(sources):
+        raise SystemExit(
+            f"--warm-start: train.warm_start starts {experiment.name} from {[s.name for s in sources]}, "
+            f"got {[str(p) for p in args.warm_start]}"
+        )
+    if sources:
+        taken = warm_start(model, args.warm_start)
+        log.info("warm start: %d tensors from %s", len(taken), ", ".join(map(str, args.warm_start)))
+    noisy_stores = feature_stores(
+        args.noisy_features, tuple(noisy_train_features(params, experiment)), "--noisy-features"
+    )
+    augment = FeatureAugmenter(
+        augment_config(params, experiment.task),
+        experiment.seed,
+        {m: store.manifest["frame_rate"] for m, store in stores.items()},
+        noisy_stores,
+    )
+    record = {
+        **train_record(params, experiment),
+        **{f"{m}_features": store.manifest for m, store in stores.items()},
+        **{f"noisy_{m}_features": store.manifest for m, store in noisy_stores.items()},
+    }
+    config = train_config(params, experiment)
+    return train(model, dataset, config, args.out_dir, record, args.resume_dir, augment)
