@@ -55,6 +55,7 @@ def _corpus_stages(params: Mapping[str, Any]) -> dict[str, Any]:
             pipeline.media_checked_list(params, "test"),
             enc["path"],
             "workflow_scripts/check_intelligibility.py",
+            f"{LIB}/data/intelligibility.py",
         ],
         params=["audio_encoder.window_seconds"],
         outs=[],
