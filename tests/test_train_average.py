@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avsr_sinks import train
+from avsr_sinks import train, training_state
 from avsr_sinks.features import FeatureDataset, FeatureStore
 from avsr_sinks.model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
@@ -26,29 +26,31 @@ def test_average_state_dicts_is_the_elementwise_mean() -> None:
         {"w": torch.tensor([3.0, 6.0]), "h": torch.tensor([[1.0]], dtype=torch.bfloat16)},
         {"w": torch.tensor([5.0, 1.0]), "h": torch.tensor([[2.0]], dtype=torch.bfloat16)},
     ]
-    mean = train.average_state_dicts(states)
+    mean = training_state.average_state_dicts(states)
     torch.testing.assert_close(mean["w"], torch.tensor([3.0, 3.0]), rtol=0, atol=0)
     assert mean["h"].dtype == torch.bfloat16 and mean["h"].item() == 1.0
-    assert train.average_state_dicts(states[:1])["w"].equal(states[0]["w"])
+    assert training_state.average_state_dicts(states[:1])["w"].equal(states[0]["w"])
 
 
 def test_average_state_dicts_refuses_states_that_do_not_match() -> None:
     with pytest.raises(ValueError, match=r"state dict 1 holds other tensors.*\['b'\]"):
-        train.average_state_dicts([{"a": torch.zeros(2)}, {"a": torch.zeros(2), "b": torch.zeros(1)}])
+        training_state.average_state_dicts(
+            [{"a": torch.zeros(2)}, {"a": torch.zeros(2), "b": torch.zeros(1)}]
+        )
     with pytest.raises(ValueError, match=r"tensor a: shape \(3,\) in state dict 1, \(2,\) in state dict 0"):
-        train.average_state_dicts([{"a": torch.zeros(2)}, {"a": torch.zeros(3)}])
+        training_state.average_state_dicts([{"a": torch.zeros(2)}, {"a": torch.zeros(3)}])
     with pytest.raises(ValueError, match="no state dicts"):
-        train.average_state_dicts([])
+        training_state.average_state_dicts([])
 
 
 def test_averaged_steps_are_the_last_saves_and_the_final_step() -> None:
-    assert train.averaged_steps(27, 4, 1) == [27]
-    assert train.averaged_steps(27, 4, 3) == [20, 24, 27]
-    assert train.averaged_steps(24, 4, 3) == [16, 20, 24]  # no resume save at the final step itself
+    assert training_state.averaged_steps(27, 4, 1) == [27]
+    assert training_state.averaged_steps(27, 4, 3) == [20, 24, 27]
+    assert training_state.averaged_steps(24, 4, 3) == [16, 20, 24]  # no resume save at the final step itself
     with pytest.raises(
         ValueError, match=r"average_last = 4 .* of 12 steps saves 2 \(every train.checkpoint_every = 4"
     ):
-        train.averaged_steps(12, 4, 4)
+        training_state.averaged_steps(12, 4, 4)
 
 
 @pytest.fixture()
@@ -65,13 +67,13 @@ def test_checkpoint_is_the_mean_of_the_last_saves(
 ) -> None:
     model, dataset, root = toy_run
     saved: dict[int, dict[str, torch.Tensor]] = {}
-    real_save = train._save_resume
+    real_save = training_state.save_resume
 
     def remembering_save(folder, model, optimizer, schedule, step, *rest):
         saved[step] = {name: t.clone() for name, t in model.trainable_state_dict().items()}
         real_save(folder, model, optimizer, schedule, step, *rest)
 
-    monkeypatch.setattr(train, "_save_resume", remembering_save)
+    monkeypatch.setattr(training_state, "save_resume", remembering_save)
     cfg = dataclasses.replace(TOY, checkpoint_every=2, average_last=3)
     summary = train.train(model, dataset, cfg, root / "ckpt", {"experiment": "toy"}, root / "resume")
     assert summary["averaged_steps"] == [6, 8, 9] and sorted(saved) == [2, 4, 6, 8]
@@ -116,9 +118,9 @@ def test_a_fresh_start_clears_saves_of_another_configuration(
 
 def test_epoch_position_walks_epochs_of_different_lengths() -> None:
     lengths = [5, 7, 6]
-    assert train.epoch_position(0, lengths) == (0, 0)
-    assert train.epoch_position(4, lengths) == (0, 4)
-    assert train.epoch_position(5, lengths) == (1, 0)
-    assert train.epoch_position(11, lengths) == (1, 6)
-    assert train.epoch_position(12, lengths) == (2, 0)
-    assert train.epoch_position(18, lengths) == (3, 0)  # finished
+    assert training_state.epoch_position(0, lengths) == (0, 0)
+    assert training_state.epoch_position(4, lengths) == (0, 4)
+    assert training_state.epoch_position(5, lengths) == (1, 0)
+    assert training_state.epoch_position(11, lengths) == (1, 6)
+    assert training_state.epoch_position(12, lengths) == (2, 0)
+    assert training_state.epoch_position(18, lengths) == (3, 0)  # finished

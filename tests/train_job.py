@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from avsr_sinks import io, train
+from avsr_sinks import io, train, training_state
 from avsr_sinks.features import FeatureDataset, FeatureStore, extract_features
 from avsr_sinks.model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import load_llm
@@ -89,7 +89,7 @@ def main() -> None:
     model = AVSRModel(toy_model_config("tied_embeddings"), llm, tokenizer)
     if args.die_after_save:
         saves = {"n": 0}
-        real_save, real_replace = train._save_resume, io.os.replace
+        real_save, real_replace = training_state.save_resume, io.os.replace
 
         def dying_replace(src, dst):
             if saves["n"] == args.die_after_save:
@@ -102,7 +102,7 @@ def main() -> None:
             if saves["n"] == args.die_after_save:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        train._save_resume = counting_save
+        training_state.save_resume = counting_save
         if args.mid_write:
             io.os.replace = dying_replace
     train.train(model, dataset, CONFIG, args.out, {"experiment": "toy", "seed": CONFIG.seed}, args.resume)

@@ -73,6 +73,7 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                     "workflow_scripts/train.py",
                     f"{LIB}/experiment_training.py",
                     f"{LIB}/train.py",
+                    f"{LIB}/training_state.py",
                     f"{LIB}/nonfinite.py",
                     f"{LIB}/augment.py",
                     f"{LIB}/losses.py",

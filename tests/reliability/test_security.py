@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks import train
+from avsr_sinks import training_state
 from tests.conftest import REPO
 from tests.pipeline.workspace import make_workspace, snakemake
 
@@ -61,7 +61,7 @@ def test_pickle_is_read_only_by_the_restricted_readers() -> None:
     assert occurrences(r"\bpickle\.loads?\(|\bUnpickler\(|allow_pickle\s*=\s*True|dill|joblib\.load") == []
     loads = occurrences(r"torch\.load\(")
     assert loads and all("weights_only=True" in line for line in loads), loads
-    readers = {line.split(":")[0] for line in loads} - {"src/avsr_sinks/train.py"}
+    readers = {line.split(":")[0] for line in loads} - {"src/avsr_sinks/training_state.py"}
     assert readers <= PICKLE_READERS, readers
 
 
@@ -91,16 +91,16 @@ def test_train_resume_state_is_loaded_weights_only(tmp_path: Path) -> None:
     record = {"experiment": "toy", "seed": 0}
     resume = tmp_path / "resume"
     resume.mkdir()
-    train._save_resume(resume, model, optimizer, schedule, 4, record, [], snapshots_kept=0)
+    training_state.save_resume(resume, model, optimizer, schedule, 4, record, [], snapshots_kept=0)
     (save,) = resume.iterdir()
-    loaded = train._load_resume(resume, record)
+    loaded = training_state.load_resume(resume, record)
     assert loaded is not None and loaded["step"] == 4 and "optimizer" in loaded  # the control: it loads
 
     marker = tmp_path / "pickle-ran-code"
     honest = torch.load(save / "optimizer.pt", weights_only=True)
     torch.save({**honest, "optimizer": _WouldWriteAFile(marker)}, save / "optimizer.pt")
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
-        train._load_resume(resume, record)
+        training_state.load_resume(resume, record)
     assert not marker.exists(), "the resume state was unpickled with code execution allowed"
 
 
@@ -109,7 +109,7 @@ def test_checkpoints_and_models_are_saved_as_safetensors() -> None:
     model_saves = [line for line in saves if "model.save_pretrained" in line]
     assert model_saves and all("safe_serialization=True" in line for line in model_saves), model_saves
     # torch.save only for the optimizer's resume state, which holds tensors and numbers only.
-    assert [line for line in occurrences(r"torch\.save\(") if "train.py" not in line] == []
+    assert [line for line in occurrences(r"torch\.save\(") if "training_state.py" not in line] == []
 
 
 def test_remote_code_is_never_trusted() -> None:

@@ -1,0 +1,132 @@
+"""A training run's state between steps: where it stands in its epochs, the resume saves that let a killed
+run continue bit for bit, and the average of the last saves' weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from avsr_sinks.io import atomic_path
+from avsr_sinks.model import AVSRModel
+from avsr_sinks.records import differences
+
+log = logging.getLogger(__name__)
+
+
+def epoch_position(step: int, epoch_steps: Sequence[int]) -> tuple[int, int]:
+    """(epoch, batches already done in it) of a run that has completed ``step`` steps."""
+    for epoch, length in enumerate(epoch_steps):
+        if step < length:
+            return epoch, step
+        step -= length
+    return len(epoch_steps), 0
+
+
+def averaged_steps(total_steps: int, checkpoint_every: int, average_last: int) -> list[int]:
+    """The steps whose trainable weights the checkpoint averages: the last ``average_last - 1`` resume
+    saves (every ``checkpoint_every`` steps, before the end) and the final step."""
+    saves = list(range(checkpoint_every, total_steps, checkpoint_every))
+    if average_last - 1 > len(saves):
+        raise ValueError(
+            f"train.average_last = {average_last} asks for {average_last} snapshots, but this run of "
+            f"{total_steps} steps saves {len(saves)} (every train.checkpoint_every = {checkpoint_every} "
+            "steps) plus the final step: lower train.average_last or train.checkpoint_every"
+        )
+    return [*saves[len(saves) - (average_last - 1) :], total_steps]
+
+
+def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of state dicts that hold the same tensor names and shapes, accumulated in
+    float64 and returned in each tensor's own dtype."""
+    if not states:
+        raise ValueError("no state dicts to average")
+    first = states[0]
+    for i, state in enumerate(states[1:], start=1):
+        if state.keys() != first.keys():
+            raise ValueError(
+                f"state dict {i} holds other tensors than state dict 0: "
+                f"differing names {sorted(state.keys() ^ first.keys())[:5]}"
+            )
+        for name, tensor in state.items():
+            if tensor.shape != first[name].shape:
+                raise ValueError(
+                    f"tensor {name}: shape {tuple(tensor.shape)} in state dict {i}, "
+                    f"{tuple(first[name].shape)} in state dict 0"
+                )
+    return {
+        name: (sum(state[name].double() for state in states) / len(states)).to(tensor.dtype)
+        for name, tensor in first.items()
+    }
+
+
+def save_folder(folder: Path, step: int) -> Path:
+    return folder / f"step-{step:08d}"
+
+
+def save_resume(
+    folder: Path,
+    model: AVSRModel,
+    optimizer,
+    schedule,
+    step: int,
+    record: Mapping[str, Any],
+    log_rows: list[list[str]],
+    snapshots_kept: int,
+) -> None:
+    """Everything a killed run needs to continue bit for bit, in ``folder/step-NNNNNNNN``.
+
+    Each save is a new folder renamed into place whole, and older ones are changed only after it, so
+    a kill at any moment leaves at least one complete state. The ``snapshots_kept`` saves before the
+    new one keep their trainable weights (for the average of the last checkpoints) and lose the rest;
+    older saves are removed.
+    """
+    with atomic_path(save_folder(folder, step)) as tmp:
+        tmp.mkdir()
+        save_file(model.trainable_state_dict(), str(tmp / "trainable.safetensors"))
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            tmp / "optimizer.pt",
+        )
+        (tmp / "progress.json").write_text(
+            json.dumps({"step": step, "record": record, "log": log_rows}, default=str)
+        )
+    *older, _ = sorted(folder.glob("step-*"))
+    for i, save in enumerate(reversed(older)):
+        if i < snapshots_kept:
+            # progress.json first: a save that lost only part of its files is never taken for a state.
+            for name in ("progress.json", "optimizer.pt"):
+                (save / name).unlink(missing_ok=True)
+        else:
+            shutil.rmtree(save)
+
+
+def load_resume(folder: Path, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The latest saved state of an interrupted run of the same experiment, or None to start afresh."""
+    saves = sorted(p for p in folder.glob("step-*") if (p / "progress.json").is_file())
+    if not saves:
+        return None
+    latest = saves[-1]
+    progress = json.loads((latest / "progress.json").read_text(encoding="utf-8"))
+    mismatches = differences(progress["record"], json.loads(json.dumps(record, default=str)))
+    if mismatches:
+        log.warning(
+            "ignoring resume state in %s: it was saved under another configuration (%s); "
+            "starting from step 0",
+            latest,
+            "; ".join(mismatches),
+        )
+        return None
+    # weights_only: the file holds tensors and plain containers only; nothing else may be unpickled.
+    states = torch.load(latest / "optimizer.pt", weights_only=True)
+    return {**progress, **states, "trainable": load_file(str(latest / "trainable.safetensors"))}
