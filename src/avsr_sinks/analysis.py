@@ -167,7 +167,6 @@ def analyze_batch(
     for name, layer in (("attention_layer", attention_layer), ("hidden_layer", hidden_layer)):
         if layer is not None and not 0 <= layer < n_layers:
             raise ValueError(f"{name} {layer} is outside the model's {n_layers} layers")
-    eps = thresholds.sink
     per_utt = [
         _one_utterance(b, attentions, hidden_states, mlp_outputs, attention_mask, thresholds)
         for b in range(batch)
@@ -180,93 +179,160 @@ def analyze_batch(
         for b, u in enumerate(per_utt)
     ]
 
-    def where(b: int, j: int) -> dict[str, Any]:
-        return {
-            "utterance": b,
-            "position": j,
-            "segment": segment_name(segs[b][j]),
-            "token": labels[b][j] or None,
-        }
-
+    where = _Locator(segs, labels)
     massive_features = sorted({f for u in per_utt for f in u["massive"].nonzero()[:, 2].tolist()})
-    layers = []
     groups = {
         name: [torch.isin(torch.tensor(row), torch.tensor([int(k) for k in kinds])) for row in segs]
         for name, kinds in SEGMENT_GROUPS.items()
     }  # name -> per utterance (n,) bool
-    for layer in range(n_layers):
-        sinks, cos_sink, cos_other = [], [], []
-        by_group = {name: {"sinks": 0, "sink_cos": [], "other_cos": []} for name in SEGMENT_GROUPS}
-        for b, u in enumerate(per_utt):
-            hits = u["is_sink"][layer]  # (heads, n)
-            for j in hits[:, 1:].any(0).nonzero()[:, 0].add(1).tolist():
-                heads = hits[:, j].nonzero()[:, 0].tolist()
-                sinks.append(
-                    where(b, j) | {"heads": heads, "score": float(u["scores"][layer, heads, j].max())}
-                )
-            token_sink = hits.any(0)[1:]
-            cos_sink += u["cosine"][layer, 1:][token_sink].tolist()
-            cos_other += u["cosine"][layer, 1:][~token_sink].tolist()
-            for name, member in groups.items():
-                inside = member[b][1:]
-                by_group[name]["sinks"] += int((token_sink & inside).sum())
-                by_group[name]["sink_cos"] += u["cosine"][layer, 1:][token_sink & inside].tolist()
-                by_group[name]["other_cos"] += u["cosine"][layer, 1:][~token_sink & inside].tolist()
-        top_b = max(range(batch), key=lambda b: float(per_utt[b]["top"][layer, 0]))
-        entries = [(b, *e) for b, u in enumerate(per_utt) for e in u["massive"][layer].nonzero().tolist()]
-        carriers: dict[tuple[int, int], list[int]] = {}
-        for b, j, f in entries:
-            carriers.setdefault((b, j), []).append(f)
-        mlp = {f for u in per_utt for f in u["mlp_massive"][layer].nonzero()[:, 1].tolist()}
-        layers.append(
-            {
-                "layer": layer,
-                "bos_sink_share": _mean([float((u["is_sink"][layer, :, 0]).float().mean()) for u in per_utt]),
-                "bos_sink_score_mean": _mean([float(u["scores"][layer, :, 0].mean()) for u in per_utt]),
-                "intermediate_sink_count": len(sinks) / batch,
-                "intermediate_sinks": sinks,
-                "intermediate_sinks_by_segment": dict(Counter(s["segment"] for s in sinks)),
-                "intermediate_sinks_by_token": dict(Counter(s["token"] for s in sinks if s["token"])),
-                "by_group": {
-                    name: {
-                        "sinks_per_utterance": g["sinks"] / batch,
-                        "cosine_bos_sink": _mean(g["sink_cos"]),
-                        "cosine_bos_nonsink": _mean(g["other_cos"]),
-                    }
-                    for name, g in by_group.items()
-                },
-                "massive": {
-                    "utterance": top_b,
-                    "top": [float(v) for v in per_utt[top_b]["top"][layer]],
-                    "median": float(per_utt[top_b]["median"][layer]),
-                    "top1_over_median": float(
-                        per_utt[top_b]["top"][layer, 0] / per_utt[top_b]["median"][layer]
-                    ),
-                    "count": len(entries),
-                    "count_non_bos": sum(j != 0 for _, j, _ in entries),
-                    "utterances_with": len({b for b, _, _ in entries}),
-                    "features": [
-                        {"feature": f, "entries": c}
-                        for f, c in sorted(Counter(e[2] for e in entries).items())
-                    ],
-                    "tokens": [
-                        where(b, j)
-                        | {
-                            "features": sorted(fs),
-                            "max_abs": float(per_utt[b]["abs_hidden"][layer, j, fs].max()),
-                        }
-                        for (b, j), fs in sorted(carriers.items())
-                    ],
-                },
-                "mlp_massive_features": sorted(mlp & set(massive_features)),
-                "cosine_bos_sink": _mean(cos_sink),
-                "cosine_bos_nonsink": _mean(cos_other),
-                "sink_tokens": len(cos_sink),
-                "nonsink_tokens": len(cos_other),
-            }
-        )
+    layers = [_layer_record(layer, per_utt, groups, where, massive_features) for layer in range(n_layers)]
     first_mlp = next((x["layer"] for x in layers if x["mlp_massive_features"]), None)
-    u = per_utt[utterance]
+    figure = _figure_choice(per_utt[utterance], segs[utterance], utterance, attention_layer, hidden_layer)
+    metrics = {
+        "thresholds": {
+            "sink": thresholds.sink,
+            "massive_abs": thresholds.massive_abs,
+            "massive_ratio": thresholds.massive_ratio,
+            "min_queries": thresholds.min_queries,
+        },
+        "utterances": batch,
+        "num_layers": n_layers,
+        "num_heads": int(attentions[0].shape[1]),
+        "massive_features": massive_features,
+        "first_mlp_layer": first_mlp,
+        "figure": figure,
+        "layers": layers,
+    }
+    arrays = _arrays(per_utt[utterance], segs[utterance], labels[utterance], layers, figure, thresholds)
+    return metrics, arrays
+
+
+def _arrays(
+    u: dict[str, torch.Tensor],
+    segs: list[int],
+    labels: list[str],
+    layers: list[dict[str, Any]],
+    figure: dict[str, int],
+    thresholds: AnalysisThresholds,
+) -> dict[str, np.ndarray]:
+    """The figure utterance's maps and the batch's per-layer curves (see analyze_batch)."""
+    f32 = np.float32
+    return {
+        "attention": u["attention_mean"][figure["attention_layer"]].numpy().astype(f32),
+        "segments": np.asarray(segs, dtype=np.int64),
+        "token_labels": np.asarray(labels, dtype=str),
+        "sink_scores": u["scores"].numpy().astype(f32),
+        "hidden_abs": u["abs_hidden"][figure["hidden_layer"]].numpy().astype(f32),
+        "cosine_bos": u["cosine"].numpy().astype(f32),
+        "topk": np.asarray([x["massive"]["top"] for x in layers], dtype=f32),
+        **{
+            k: np.asarray([x["massive"][k] for x in layers], dtype=f32)
+            for k in ("median", "top1_over_median")
+        },
+        **{k: np.asarray([math.nan if x[k] is None else x[k] for x in layers], dtype=f32) for k in CURVES},
+        "thresholds": np.asarray([thresholds.sink, thresholds.massive_abs, thresholds.massive_ratio], f32),
+        **{k: np.asarray(v, dtype=np.int64) for k, v in figure.items()},
+    }
+
+
+class _Locator:
+    """Where a token of the batch is: utterance, position, segment and token text."""
+
+    def __init__(self, segs: list[list[int]], labels: list[list[str]]) -> None:
+        self.segs, self.labels = segs, labels
+
+    def __call__(self, b: int, j: int) -> dict[str, Any]:
+        return {
+            "utterance": b,
+            "position": j,
+            "segment": segment_name(self.segs[b][j]),
+            "token": self.labels[b][j] or None,
+        }
+
+
+def _layer_record(
+    layer: int,
+    per_utt: list[dict[str, torch.Tensor]],
+    groups: dict[str, list[torch.Tensor]],
+    where: _Locator,
+    massive_features: list[int],
+) -> dict[str, Any]:
+    """One layer's sinks, BOS cosines (overall and per segment group) and massive activations."""
+    batch = len(per_utt)
+    sinks, cos_sink, cos_other = [], [], []
+    by_group = {name: {"sinks": 0, "sink_cos": [], "other_cos": []} for name in SEGMENT_GROUPS}
+    for b, u in enumerate(per_utt):
+        hits = u["is_sink"][layer]  # (heads, n)
+        for j in hits[:, 1:].any(0).nonzero()[:, 0].add(1).tolist():
+            heads = hits[:, j].nonzero()[:, 0].tolist()
+            sinks.append(where(b, j) | {"heads": heads, "score": float(u["scores"][layer, heads, j].max())})
+        token_sink = hits.any(0)[1:]
+        cos_sink += u["cosine"][layer, 1:][token_sink].tolist()
+        cos_other += u["cosine"][layer, 1:][~token_sink].tolist()
+        for name, member in groups.items():
+            inside = member[b][1:]
+            by_group[name]["sinks"] += int((token_sink & inside).sum())
+            by_group[name]["sink_cos"] += u["cosine"][layer, 1:][token_sink & inside].tolist()
+            by_group[name]["other_cos"] += u["cosine"][layer, 1:][~token_sink & inside].tolist()
+    mlp = {f for u in per_utt for f in u["mlp_massive"][layer].nonzero()[:, 1].tolist()}
+    return {
+        "layer": layer,
+        "bos_sink_share": _mean([float((u["is_sink"][layer, :, 0]).float().mean()) for u in per_utt]),
+        "bos_sink_score_mean": _mean([float(u["scores"][layer, :, 0].mean()) for u in per_utt]),
+        "intermediate_sink_count": len(sinks) / batch,
+        "intermediate_sinks": sinks,
+        "intermediate_sinks_by_segment": dict(Counter(s["segment"] for s in sinks)),
+        "intermediate_sinks_by_token": dict(Counter(s["token"] for s in sinks if s["token"])),
+        "by_group": {
+            name: {
+                "sinks_per_utterance": g["sinks"] / batch,
+                "cosine_bos_sink": _mean(g["sink_cos"]),
+                "cosine_bos_nonsink": _mean(g["other_cos"]),
+            }
+            for name, g in by_group.items()
+        },
+        "massive": _layer_massive(layer, per_utt, where),
+        "mlp_massive_features": sorted(mlp & set(massive_features)),
+        "cosine_bos_sink": _mean(cos_sink),
+        "cosine_bos_nonsink": _mean(cos_other),
+        "sink_tokens": len(cos_sink),
+        "nonsink_tokens": len(cos_other),
+    }
+
+
+def _layer_massive(layer: int, per_utt: list[dict[str, torch.Tensor]], where: _Locator) -> dict[str, Any]:
+    """The layer's top |h| and median from the utterance with the largest top-1, and every massive entry."""
+    top_b = max(range(len(per_utt)), key=lambda b: float(per_utt[b]["top"][layer, 0]))
+    entries = [(b, *e) for b, u in enumerate(per_utt) for e in u["massive"][layer].nonzero().tolist()]
+    carriers: dict[tuple[int, int], list[int]] = {}
+    for b, j, f in entries:
+        carriers.setdefault((b, j), []).append(f)
+    top = per_utt[top_b]
+    return {
+        "utterance": top_b,
+        "top": [float(v) for v in top["top"][layer]],
+        "median": float(top["median"][layer]),
+        "top1_over_median": float(top["top"][layer, 0] / top["median"][layer]),
+        "count": len(entries),
+        "count_non_bos": sum(j != 0 for _, j, _ in entries),
+        "utterances_with": len({b for b, _, _ in entries}),
+        "features": [{"feature": f, "entries": c} for f, c in sorted(Counter(e[2] for e in entries).items())],
+        "tokens": [
+            where(b, j)
+            | {"features": sorted(fs), "max_abs": float(per_utt[b]["abs_hidden"][layer, j, fs].max())}
+            for (b, j), fs in sorted(carriers.items())
+        ],
+    }
+
+
+def _figure_choice(
+    u: dict[str, torch.Tensor],
+    segs: list[int],
+    utterance: int,
+    attention_layer: int | None,
+    hidden_layer: int | None,
+) -> dict[str, int]:
+    """The figure's utterance, layers and tokens (see analyze_batch: the defaults' rules)."""
     if hidden_layer is None:
         hidden_layer = int((u["top"][:, 0] / u["median"]).argmax())
     inter = u["is_sink"][:, :, 1:].any(1).sum(1)  # (L,) intermediate sink tokens per layer
@@ -278,54 +344,18 @@ def analyze_batch(
     hits = [0, *u["is_sink"][:, :, 1:].sum((0, 1)).tolist()]  # (layer, head) pairs where token j sinks
     sink_token = max(range(len(hits)), key=lambda j: (hits[j], -j)) if max(hits) > 0 else -1
     never = [j for j in range(1, len(hits)) if hits[j] == 0]
-    features_first = [j for j in never if segs[utterance][j] in (Segment.AUDIO, Segment.VIDEO)] + never
-    metrics = {
-        "thresholds": {
-            "sink": eps,
-            "massive_abs": thresholds.massive_abs,
-            "massive_ratio": thresholds.massive_ratio,
-            "min_queries": thresholds.min_queries,
-        },
-        "utterances": batch,
-        "num_layers": n_layers,
-        "num_heads": int(attentions[0].shape[1]),
-        "massive_features": massive_features,
-        "first_mlp_layer": first_mlp,
-        "figure": {
-            "utterance": utterance,
-            "attention_layer": attention_layer,
-            "hidden_layer": hidden_layer,
-            "sink_token": sink_token,
-            "nonsink_token": features_first[0] if features_first else -1,
-        },
-        "layers": layers,
+    features_first = [j for j in never if segs[j] in (Segment.AUDIO, Segment.VIDEO)] + never
+    return {
+        "utterance": utterance,
+        "attention_layer": attention_layer,
+        "hidden_layer": hidden_layer,
+        "sink_token": sink_token,
+        "nonsink_token": features_first[0] if features_first else -1,
     }
-    f32 = np.float32
-    arrays = {
-        "attention": u["attention_mean"][attention_layer].numpy().astype(f32),
-        "segments": np.asarray(segs[utterance], dtype=np.int64),
-        "token_labels": np.asarray(labels[utterance], dtype=str),
-        "sink_scores": u["scores"].numpy().astype(f32),
-        "hidden_abs": u["abs_hidden"][hidden_layer].numpy().astype(f32),
-        "cosine_bos": u["cosine"].numpy().astype(f32),
-        "topk": np.asarray([x["massive"]["top"] for x in layers], dtype=f32),
-        **{
-            k: np.asarray([x["massive"][k] for x in layers], dtype=f32)
-            for k in ("median", "top1_over_median")
-        },
-        **{k: np.asarray([_nan(x[k]) for x in layers], dtype=f32) for k in CURVES},
-        "thresholds": np.asarray([eps, thresholds.massive_abs, thresholds.massive_ratio], dtype=f32),
-        **{k: np.asarray(v, dtype=np.int64) for k, v in metrics["figure"].items()},
-    }
-    return metrics, arrays
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return float(np.mean(values)) if len(values) else None
-
-
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else value
 
 
 def _one_utterance(b, attentions, hidden_states, mlp_outputs, attention_mask, th) -> dict[str, torch.Tensor]:
