@@ -15,15 +15,26 @@ from avsr_sinks.grid import Experiment, parse_name
 from avsr_sinks.model import AVSRModel
 
 
-def checkpoint_parser(description: str) -> argparse.ArgumentParser:
-    """``parser`` plus what a script that runs one experiment's checkpoint on a split reads."""
-    ap = parser(description)
+def add_split_arguments(ap: argparse.ArgumentParser) -> None:
+    """The experiment and what it reads of one split: the corpus, the check's list, the feature caches."""
     ap.add_argument("--experiment", required=True)
-    ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--corpus-dir", type=Path, required=True)
     ap.add_argument("--utterances", type=Path, required=True, help="the corpus check's list of the split")
     ap.add_argument("--features", type=modality_path, action="append", default=[], metavar="MODALITY=PATH")
+
+
+def checkpoint_parser(description: str) -> argparse.ArgumentParser:
+    """``parser`` plus what a script that runs one experiment's checkpoint on a split reads."""
+    ap = parser(description)
+    add_split_arguments(ap)
+    ap.add_argument("--checkpoint", type=Path, required=True)
     return ap
+
+
+def split_dataset(args: argparse.Namespace, experiment: Experiment) -> FeatureDataset:
+    """The split's usable utterances with their cached features (``add_split_arguments``' arguments)."""
+    transcripts = {u.uid: u.transcript for u in read_usable(args.utterances, args.corpus_dir)}
+    return FeatureDataset(feature_stores(args.features, experiment.modalities), transcripts)
 
 
 def checkpoint_on_split(
@@ -32,8 +43,7 @@ def checkpoint_on_split(
     """The experiment, the split's utterances with their cached features, and the loaded checkpoint
     (``checkpoint_parser``'s arguments)."""
     experiment = parse_name(args.experiment)
-    transcripts = {u.uid: u.transcript for u in read_usable(args.utterances, args.corpus_dir)}
-    dataset = FeatureDataset(feature_stores(args.features, experiment.modalities), transcripts)
+    dataset = split_dataset(args, experiment)
     widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
     return experiment, dataset, load_checkpoint(args.checkpoint, params, experiment, widths)
 

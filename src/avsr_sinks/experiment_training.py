@@ -11,10 +11,8 @@ from typing import Any
 
 from avsr_sinks.augment import FeatureAugmenter
 from avsr_sinks.cli import modality_path
-from avsr_sinks.data.validation import read_usable
 from avsr_sinks.experiment import augment_config, model_config, train_config, warm_start
-from avsr_sinks.experiment_inputs import feature_stores
-from avsr_sinks.features import FeatureDataset
+from avsr_sinks.experiment_inputs import add_split_arguments, feature_stores, split_dataset
 from avsr_sinks.grid import parse_name
 from avsr_sinks.model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
@@ -27,12 +25,15 @@ log = logging.getLogger(__name__)
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The training script's arguments beyond --params and --threads."""
-    ap.add_argument("--experiment", required=True)
-    ap.add_argument("--corpus-dir", type=Path, required=True)
-    ap.add_argument("--utterances", type=Path, required=True, help="the corpus check's train list")
-    features = {"type": modality_path, "action": "append", "default": [], "metavar": "MODALITY=PATH"}
-    ap.add_argument("--features", **features)
-    ap.add_argument("--noisy-features", help="the noisy view train.augment.noise reads", **features)
+    add_split_arguments(ap)
+    ap.add_argument(
+        "--noisy-features",
+        type=modality_path,
+        action="append",
+        default=[],
+        metavar="MODALITY=PATH",
+        help="the noisy view train.augment.noise reads",
+    )
     ap.add_argument(
         "--warm-start",
         type=Path,
@@ -48,9 +49,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def train_experiment(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
     """Train ``args.experiment`` into ``args.out_dir``; returns the training summary."""
     experiment = parse_name(args.experiment)
-    transcripts = {u.uid: u.transcript for u in read_usable(args.utterances, args.corpus_dir)}
-    stores = feature_stores(args.features, experiment.modalities)
-    dataset = FeatureDataset(stores, transcripts)
+    dataset = split_dataset(args, experiment)
+    stores = dataset.stores
     seed_everything(experiment.seed)
     llm, tokenizer = load_llm(args.lm_dir, params["model"]["attn_implementation"], params["llm"]["hub_id"])
     widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
