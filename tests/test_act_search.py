@@ -8,17 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks.act import _ACTIVE, calibrate, candidate_heads
-from avsr_sinks.act_search import prefix_calibrated_ce, search_act_heads
+from avsr_sinks.act import _ACTIVE, calibrate, calibrate_as_set, candidate_heads
+from avsr_sinks.act_search import SingleHeadScorer, prefix_calibrated_ce, search_act_heads
 from avsr_sinks.config import load_params
 from avsr_sinks.decode import teacher_forced_ce
 from avsr_sinks.experiment import method_context
 from avsr_sinks.features import FeatureDataset, FeatureStore, collate_features
 from avsr_sinks.grid import parse_name
+from avsr_sinks.layer_outputs import decoder_layers
 from avsr_sinks.model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.records import eval_record
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_llm
 from tests.train_job import make_features, toy_model_config
 
 ACT = {
@@ -117,3 +118,26 @@ def test_the_search_score_of_a_padded_batch_equals_one_utterance_at_a_time(
         one_by_one = prefix_calibrated_ce(model, subset, 1, calibration)
     assert batched == pytest.approx(one_by_one, rel=1e-5)
     assert batched != pytest.approx(teacher_forced_ce(model, subset, 4), rel=1e-4), "calibration acts"
+
+
+def test_a_head_scored_alone_from_cached_layer_inputs_equals_the_full_prefix_calibrated_pass(
+    tmp_path: Path,
+) -> None:
+    """The search's fast path for one head (layers from the head's own on, the prefix's sink sets found
+    once) scores every candidate as the two whole passes of prefix_calibrated_ce do; six layers, so the
+    candidates start at different depths, two batches, the second one short."""
+    model, dataset = toy(tiny_llm(tmp_path / "lm6", layers=6), tmp_path / "data")
+    subset = torch.utils.data.Subset(dataset, range(7))
+    act = {**ACT, "sink_threshold": 0.05}
+    scorer = SingleHeadScorer(model, subset, 4, act)
+    heads = candidate_heads(6, 2)
+    assert {layer for layer, _ in heads} == {2, 3, 4}
+    full = []
+    for head in heads:
+        with calibrate_as_set(model, {head}, act) as calibration:
+            full.append(prefix_calibrated_ce(model, subset, 4, calibration))
+    fast = [scorer(head) for head in heads]
+    assert fast == pytest.approx(full, rel=1e-6, abs=0.0)
+    assert len(set(full)) == len(full), "each head's calibration changes the score differently"
+    assert model.llm.get_base_model().config._attn_implementation == "eager"
+    assert len(decoder_layers(model.llm)) == 6, "the decoder gets all its layers back"

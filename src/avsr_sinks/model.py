@@ -269,12 +269,8 @@ class AVSRModel(nn.Module):
             output_hidden_states=output_hidden_states,
             use_cache=False,
         )
-        # Position t predicts token t + 1: keep the positions whose next token is a label.
-        targets = batch.labels[:, 1:]  # (B, L - 1)
-        keep = targets != -100  # (B, L - 1)
-        logits = base.get_output_embeddings()(decoded.last_hidden_state[:, :-1][keep])  # (N, V)
         out = CausalLMOutputWithPast(
-            loss=nn.functional.cross_entropy(logits.float(), targets[keep]),
+            loss=self.label_cross_entropy(decoded.last_hidden_state, batch.labels),
             hidden_states=decoded.hidden_states,
         )
         if self.ctc_head is not None:
@@ -285,6 +281,18 @@ class AVSRModel(nn.Module):
             }
             out["ctc_loss"] = self._ctc_loss(tokens, self._target_ids(transcripts))
         return out, batch
+
+    def label_cross_entropy(
+        self, last_hidden_state: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        """Cross-entropy of the label tokens from the decoder's final (normed) hidden states, the LM head
+        run only at the positions that predict a label."""
+        # Position t predicts token t + 1: keep the positions whose next token is a label.
+        targets = labels[:, 1:]  # (B, L - 1)
+        keep = targets != -100  # (B, L - 1)
+        head = self.llm.get_base_model().get_output_embeddings()
+        logits = head(last_hidden_state[:, :-1][keep])  # (N, V)
+        return nn.functional.cross_entropy(logits.float(), targets[keep], reduction=reduction)
 
     def _target_ids(self, transcripts: Sequence[str]) -> list[torch.Tensor]:
         ids = self.tokenizer(list(transcripts), add_special_tokens=False)["input_ids"]
