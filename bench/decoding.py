@@ -25,6 +25,7 @@ from avsr_sinks.experiment import load_checkpoint
 from avsr_sinks.features import FeatureDataset, FeatureStore, collate_features
 from avsr_sinks.grid import parse_name
 from avsr_sinks.pipeline import checkpoint_dir, experiment_features
+from avsr_sinks.spec import resolve_run
 
 log = logging.getLogger("bench.decoding")
 
@@ -91,7 +92,9 @@ def main() -> None:
         }
         dataset = FeatureDataset({m: FeatureStore(Path(p)) for m, p in features.items()}, transcripts)
         widths = {m: f.shape[1] for m, f in dataset[0][1].items()}
-        model = load_checkpoint(Path(checkpoint_dir(experiment)), params, experiment, widths).eval()
+        model = load_checkpoint(
+            Path(checkpoint_dir(experiment)), resolve_run(params, experiment), widths
+        ).eval()
         figures = compare(model, dataset, chunks, batch_size, dec["beam_size"], dec["max_new_tokens"])
         speedup = figures["speedup"]
     note = (

@@ -43,6 +43,7 @@ from avsr_sinks.losses import decorrelation_loss
 from avsr_sinks.model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.pipeline import experiment_features
+from avsr_sinks.spec import resolve_run
 from avsr_sinks.train import make_optimizer
 
 log = logging.getLogger("bench.training")
@@ -75,7 +76,8 @@ class StepBench:
             for m, p in experiment_features(params, self.experiment, "train").items()
         }
         self.dataset = FeatureDataset(stores, {uid: u.transcript for uid, u in self.utterances.items()})
-        self.cfg = train_config(params, self.experiment)
+        spec = resolve_run(params, self.experiment)
+        self.cfg = train_config(spec)
         sampler = FrameBudgetBatchSampler(
             self.dataset.frame_lengths(), max_frames=self.cfg.max_frames, shuffle=True, seed=0
         )
@@ -84,7 +86,7 @@ class StepBench:
         torch.manual_seed(0)
         llm, tokenizer = load_llm(root / params["llm"]["path"], params["model"]["attn_implementation"])
         widths = {m: f.shape[1] for m, f in self.dataset[0][1].items()}
-        self.model = AVSRModel(model_config(params, self.experiment, widths), llm, tokenizer).train()
+        self.model = AVSRModel(model_config(spec, widths), llm, tokenizer).train()
         self.optimizer = make_optimizer(self.model, self.cfg)
 
     def batch(self, i: int) -> dict[str, list]:

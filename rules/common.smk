@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 from avsr_sinks import pipeline
 from avsr_sinks.config import SCHEMA_PATH, load_params
-from avsr_sinks.records import eval_record, train_record, warm_start_sources
+from avsr_sinks.spec import resolve_run, warm_start_sources
 from avsr_sinks.grid import build_grid, parse_name
 
 # params.yaml plus every --configfile overlay, in Snakemake's order. Our loader validates the merge and
@@ -157,16 +157,16 @@ def settings_trigger(settings):
 
 
 def train_trigger(wildcards):
-    return json.dumps(train_record(PARAMS, parse_name(wildcards.experiment)), sort_keys=True)
+    return settings_trigger(resolve_run(PARAMS, parse_name(wildcards.experiment)).train_record())
 
 
 def eval_trigger(wildcards):
-    return json.dumps(eval_record(PARAMS, parse_name(wildcards.experiment)), sort_keys=True)
+    return settings_trigger(resolve_run(PARAMS, parse_name(wildcards.experiment)).eval_record())
 
 
 def analysis_trigger(wildcards):
-    record = eval_record(PARAMS, parse_name(wildcards.experiment))
-    return json.dumps({**record, "analysis": PARAMS["analysis"]}, sort_keys=True)
+    record = resolve_run(PARAMS, parse_name(wildcards.experiment)).eval_record()
+    return settings_trigger({**record, "analysis": PARAMS["analysis"]})
 
 
 def corpus_check_trigger():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,18 +19,12 @@ from avsr_sinks.grid import parse_name
 from avsr_sinks.layer_outputs import decoder_layers
 from avsr_sinks.model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
-from avsr_sinks.records import eval_record
+from avsr_sinks.spec import ActSpec, DecodeSpec, resolve_run
 from tests.conftest import REPO, tiny_llm
 from tests.train_job import make_features, toy_model_config
 
-ACT = {
-    "beta": 0.4,
-    "sink_threshold": 0.1,
-    "exempt_key": "first_token",
-    "search_metric": "ce",
-    "search_utterances": 8,
-}
-DECODE = {"batch_size": 4, "beam_size": 2, "max_new_tokens": 6}
+ACT = ActSpec(beta=0.4, sink_threshold=0.1, exempt_key="first_token", search_metric="ce", search_utterances=8)
+DECODE = DecodeSpec(batch_size=4, beam_size=2, max_new_tokens=6)
 
 
 def toy(lm_dir: Path, data: Path) -> tuple[AVSRModel, FeatureDataset]:
@@ -59,29 +54,34 @@ def test_act_decodes_with_the_kept_heads_and_refuses_foreign_searches(
     model, dataset = toy(four_layer_lm, tmp_path / "data")
     act, baseline = parse_name("asr-a4-act-s0"), parse_name("asr-a4-baseline-s0")
     heads = tmp_path / "heads.json"
-    heads.write_text(json.dumps({**eval_record(params, act), "kept_heads": [[2, 0], [2, 1]]}))
+    heads.write_text(json.dumps({**resolve_run(params, act).eval_record(), "kept_heads": [[2, 0], [2, 1]]}))
     config = model.llm.get_base_model().config
-    with method_context(model, act, params, heads) as kept:
+    with method_context(model, resolve_run(params, act), heads) as kept:
         assert kept == [[2, 0], [2, 1]] and config._attn_implementation == "act"
         assert _ACTIVE[id(config)].exempt == params["act"]["exempt_key"] == "first_token"
     released = {**params, "act": {**params["act"], "exempt_key": "first_sink"}}
     heads_released = tmp_path / "heads_released.json"
-    heads_released.write_text(json.dumps({**eval_record(released, act), "kept_heads": [[2, 0]]}))
-    with method_context(model, act, released, heads_released):
+    heads_released.write_text(
+        json.dumps({**resolve_run(released, act).eval_record(), "kept_heads": [[2, 0]]})
+    )
+    with method_context(model, resolve_run(released, act), heads_released):
         assert _ACTIVE[id(config)].exempt == "first_sink"
-    with method_context(model, baseline, params, None) as kept:
+    with method_context(model, resolve_run(params, baseline), None) as kept:
         assert kept is None and config._attn_implementation == "eager"
     with (
         pytest.raises(ValueError, match="not an ACT experiment"),
-        method_context(model, baseline, params, heads),
+        method_context(model, resolve_run(params, baseline), heads),
     ):
         pass
-    with pytest.raises(ValueError, match="give the heads.json"), method_context(model, act, params, None):
+    with (
+        pytest.raises(ValueError, match="give the heads.json"),
+        method_context(model, resolve_run(params, act), None),
+    ):
         pass
     other = {**params, "act": {**params["act"], "beta": 0.5}}
     with (
         pytest.raises(ValueError, match=r"other settings:\n  act.beta"),
-        method_context(model, act, other, heads),
+        method_context(model, resolve_run(other, act), heads),
     ):
         pass
 
@@ -128,7 +128,7 @@ def test_a_head_scored_alone_from_cached_layer_inputs_equals_the_full_prefix_cal
     candidates start at different depths, two batches, the second one short."""
     model, dataset = toy(tiny_llm(tmp_path / "lm6", layers=6), tmp_path / "data")
     subset = torch.utils.data.Subset(dataset, range(7))
-    act = {**ACT, "sink_threshold": 0.05}
+    act = dataclasses.replace(ACT, sink_threshold=0.05)
     scorer = SingleHeadScorer(model, subset, 4, act)
     heads = candidate_heads(6, 2)
     assert {layer for layer, _ in heads} == {2, 3, 4}

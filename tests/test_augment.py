@@ -79,19 +79,24 @@ def test_a_noisy_cache_missing_an_utterance_is_named() -> None:
 def test_time_mask_may_differ_per_task(tmp_path) -> None:
     from avsr_sinks.config import ConfigError, load_params
     from avsr_sinks.experiment import augment_config
+    from avsr_sinks.grid import parse_name
+    from avsr_sinks.spec import resolve_run
     from tests.conftest import REPO
 
     overlay = tmp_path / "mask.yaml"
     overlay.write_text("train:\n  augment:\n    time_mask_max_seconds: {asr: 0.2, vsr: 0.0, avsr: 0.3}\n")
     params = load_params([REPO / "params.yaml", overlay])
-    assert [augment_config(params, t).time_mask_max_seconds for t in ("asr", "vsr", "avsr")] == [
+    experiments = [
+        parse_name(n) for n in ("asr-a4-baseline-s0", "vsr-v5-baseline-s0", "avsr-a4v5-baseline-s0")
+    ]
+    assert [augment_config(resolve_run(params, e)).time_mask_max_seconds for e in experiments] == [
         0.2,
         0.0,
         0.3,
     ]
     overlay.write_text("train:\n  augment:\n    time_mask_max_seconds: 0.4\n")
     params = load_params([REPO / "params.yaml", overlay])
-    assert {augment_config(params, t).time_mask_max_seconds for t in ("asr", "vsr", "avsr")} == {0.4}
+    assert {augment_config(resolve_run(params, e)).time_mask_max_seconds for e in experiments} == {0.4}
     overlay.write_text("train:\n  augment:\n    time_mask_max_seconds: {asr: 0.2, avr: 0.2}\n")  # a typo
     with pytest.raises(ConfigError, match="time_mask_max_seconds"):
         load_params([REPO / "params.yaml", overlay])

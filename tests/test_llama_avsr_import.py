@@ -39,6 +39,7 @@ from avsr_sinks.llama_avsr_import import (
     read_checkpoint,
     requested_experiment,
 )
+from avsr_sinks.spec import resolve_run
 from tests.conftest import REPO
 
 SENTENCES = ["the cat sat on the mat", "a dog runs in the park", "we will go home soon"] * 4
@@ -272,7 +273,9 @@ def test_imported_checkpoint_reproduces_the_authors_forward(
     record = json.loads((tmp_path / "imported" / "experiment.json").read_text())
     assert record["imported_from"]["sha256"] == hashlib.sha256(source_path.read_bytes()).hexdigest()
     assert record["experiment"] == name and "video_encoder_lora" not in record
-    model = load_checkpoint(tmp_path / "imported", params, experiment, {m: WIDTH for m in rates}).eval()
+    model = load_checkpoint(
+        tmp_path / "imported", resolve_run(params, experiment), {m: WIDTH for m in rates}
+    ).eval()
     features = {m: torch.randn(6 * rate, WIDTH) for m, rate in rates.items()}  # whole windows only
     transcript = "the cat sat on the mat"
     with torch.no_grad():
@@ -320,7 +323,7 @@ def test_video_encoder_lora_is_written_and_evaluation_refuses_it(
         torch.testing.assert_close(adapted.encoder(x, None), reference.encoder(x, None))
 
     with pytest.raises(ValueError, match="adapts the video encoder with LoRA"):
-        load_checkpoint(tmp_path / "imported", params, experiment, {"video": WIDTH})
+        load_checkpoint(tmp_path / "imported", resolve_run(params, experiment), {"video": WIDTH})
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_warm_start_takes_each_tensor_from_the_first_checkpoint_that_holds_it(
 def test_warm_start_sources_follow_the_rates_and_must_be_in_the_grid() -> None:
     from avsr_sinks.config import load_params
     from avsr_sinks.grid import parse_name
-    from avsr_sinks.records import warm_start_sources
+    from avsr_sinks.spec import warm_start_sources
     from tests.conftest import REPO
 
     params = load_params([REPO / "params.yaml"])

@@ -4,11 +4,7 @@ utterances of the test split (teacher-forced): metrics.json and the arrays behin
 from pathlib import Path
 
 from avsr_sinks import cli, experiment_inputs
-from avsr_sinks.act import ACT
-from avsr_sinks.analysis import AnalysisThresholds
-from avsr_sinks.capture import collect, write_analysis
-from avsr_sinks.experiment import method_context
-from avsr_sinks.records import eval_record
+from avsr_sinks.checkpoint_stages import analyze_stage
 
 
 def main() -> None:
@@ -17,24 +13,10 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, required=True, help="gets metrics.json and arrays.npz")
     args = ap.parse_args()
     params = cli.start(args)
-    experiment, dataset, model = experiment_inputs.checkpoint_on_split(args, params)
-    cfg = params["analysis"]
-    items = [dataset[i] for i in range(min(cfg["utterances"], len(dataset)))]
-    with method_context(model, experiment, params, args.act_heads) as heads:
-        captured = collect(
-            model, [i[1] for i in items], [i[2] for i in items], attention_functions=("eager", ACT)
-        )
-    thresholds = AnalysisThresholds.from_settings(cfg)
-    metrics, arrays = captured.analyze(thresholds)
-    record = {
-        **eval_record(params, experiment),
-        **({"act_heads": heads} if heads is not None else {}),
-        "analysis": cfg,
-        "uids": [i[0] for i in items],
-    }
-    write_analysis(args.out_dir, {**record, **metrics}, arrays)
+    spec, dataset, model = experiment_inputs.checkpoint_on_split(args, params)
+    arrays = analyze_stage(spec, dataset, model, params["analysis"], args.act_heads, args.out_dir)
     shares = ", ".join(f"{100 * s:.0f}%" for s in arrays["bos_sink_share"])
-    print(f"{experiment.name}: BOS sink share per layer {shares}; analysis in {args.out_dir}")
+    print(f"{spec.experiment.name}: BOS sink share per layer {shares}; analysis in {args.out_dir}")
 
 
 if __name__ == "__main__":

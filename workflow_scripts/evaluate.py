@@ -3,11 +3,7 @@
 from pathlib import Path
 
 from avsr_sinks import cli, experiment_inputs
-from avsr_sinks.decode import decode_dataset, write_evaluation
-from avsr_sinks.experiment import method_context
-from avsr_sinks.io import git_commit
-from avsr_sinks.pipeline import TEXT_ONLY
-from avsr_sinks.records import eval_record
+from avsr_sinks.checkpoint_stages import evaluate_stage
 
 
 def main() -> None:
@@ -17,27 +13,10 @@ def main() -> None:
     ap.add_argument("--out-json", type=Path, required=True)
     ap.add_argument("--out-csv", type=Path, required=True)
     args = ap.parse_args()
-    params = cli.start(args)
-    experiment, dataset, model = experiment_inputs.checkpoint_on_split(args, params)
-    dec = params["decode"]
-    with method_context(model, experiment, params, args.act_heads) as heads:
-        hyps = decode_dataset(
-            model,
-            dataset,
-            dec["batch_size"],
-            dec["beam_size"],
-            dec["max_new_tokens"],
-            text_only=args.condition == TEXT_ONLY,
-        )
-    record = {
-        **eval_record(params, experiment),
-        **({"act_heads": heads} if heads is not None else {}),
-        "condition": args.condition,
-        "git_commit": git_commit(),
-    }
-    scores = write_evaluation(hyps, args.out_json, args.out_csv, record)
+    spec, dataset, model = experiment_inputs.checkpoint_on_split(args, cli.start(args))
+    scores = evaluate_stage(spec, dataset, model, args.condition, args.act_heads, args.out_json, args.out_csv)
     print(
-        f"{experiment.name} {args.condition}: WER {100 * scores['wer']:.2f}%"
+        f"{spec.experiment.name} {args.condition}: WER {100 * scores['wer']:.2f}%"
         f" over {scores['utterances']} utterances"
     )
 

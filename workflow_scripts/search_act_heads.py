@@ -3,10 +3,8 @@
 from pathlib import Path
 
 from avsr_sinks import cli, experiment_inputs
-from avsr_sinks.act_search import search_act_heads
+from avsr_sinks.checkpoint_stages import search_heads_stage
 from avsr_sinks.grid import parse_name
-from avsr_sinks.io import git_commit, write_json_atomic
-from avsr_sinks.records import eval_record
 
 
 def main() -> None:
@@ -16,12 +14,11 @@ def main() -> None:
     params = cli.start(args)
     if parse_name(args.experiment).method != "act":
         raise SystemExit(f"--experiment {args.experiment}: the head search is for ACT experiments only")
-    experiment, dataset, model = experiment_inputs.checkpoint_on_split(args, params)
-    result = search_act_heads(model, dataset, params["act"], params["decode"])
-    write_json_atomic(
-        args.out_json, {**eval_record(params, experiment), **result, "git_commit": git_commit()}
+    spec, dataset, model = experiment_inputs.checkpoint_on_split(args, params)
+    result = search_heads_stage(spec, dataset, model, args.out_json)
+    print(
+        f"{spec.experiment.name}: kept {result['kept_heads']} of {len(result['candidates'])} candidate heads"
     )
-    print(f"{experiment.name}: kept {result['kept_heads']} of {len(result['candidates'])} candidate heads")
 
 
 if __name__ == "__main__":

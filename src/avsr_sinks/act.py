@@ -15,7 +15,7 @@ and back. Which heads to calibrate is found offline by :func:`search_heads`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,8 @@ from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.llama.modeling_llama import repeat_kv
+
+from avsr_sinks.spec import ActSpec
 
 ACT = "act"
 
@@ -305,9 +307,9 @@ def calibrate(
         llm.set_attn_implementation(previous)
 
 
-def calibrate_as_set(model: Any, heads: Collection[Head], act: Mapping[str, Any]):
-    """:func:`calibrate` under params' ``act`` section (beta, sink_threshold, exempt_key)."""
-    return calibrate(model, heads, act["beta"], act["sink_threshold"], act["exempt_key"])
+def calibrate_as_set(model: Any, heads: Collection[Head], act: ActSpec):
+    """:func:`calibrate` under a run's ACT settings (beta, sink threshold, exempt key)."""
+    return calibrate(model, heads, act.beta, act.sink_threshold, act.exempt_key)
 
 
 def search_heads(score: Callable[[frozenset[Head]], float], candidates: Sequence[Head]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ only (about half the model on average, against two whole passes).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from avsr_sinks.decode import decode_dataset, teacher_forced_ce, word_error_rate
 from avsr_sinks.features import FeatureDataset, collate_features
 from avsr_sinks.layer_outputs import decoder_layers
 from avsr_sinks.model import AVSRModel
+from avsr_sinks.spec import ActSpec, DecodeSpec
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +105,7 @@ class SingleHeadScorer:
     """The prefix-calibrated cross-entropy of :func:`prefix_calibrated_ce` for one head calibrated alone,
     equal to it (the same operations on the same values) at a fraction of its cost (module docstring)."""
 
-    def __init__(
-        self, model: AVSRModel, dataset: FeatureDataset, batch_size: int, act: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, model: AVSRModel, dataset: FeatureDataset, batch_size: int, act: ActSpec) -> None:
         self.model, self.act = model, act
         self.decoder = model.llm.get_base_model().get_decoder()
         config = model.llm.get_base_model().config
@@ -124,7 +124,7 @@ class SingleHeadScorer:
         full = self.model.assemble(batch["features"], batch["transcripts"])
         # beta 1 leaves every attention row as it is: the sinks found are the uncalibrated model's.
         with calibrate(
-            self.model, self.candidates, 1.0, self.act["sink_threshold"], self.act["exempt_key"]
+            self.model, self.candidates, 1.0, self.act.sink_threshold, self.act.exempt_key
         ) as found:
             self.decoder(inputs_embeds=prefix.inputs_embeds, attention_mask=prefix.attention_mask)
         # Under calibrate() with no heads: eager attention, as the calibrated passes compute their layers.
@@ -161,7 +161,7 @@ class SingleHeadScorer:
 
 
 def search_act_heads(
-    model: AVSRModel, dataset: FeatureDataset, act: Mapping[str, Any], decode: Mapping[str, Any]
+    model: AVSRModel, dataset: FeatureDataset, act: ActSpec, decode: DecodeSpec
 ) -> dict[str, Any]:
     """Score the baseline and each candidate head calibrated alone on the first ``act.search_utterances``
     utterances (teacher-forced cross-entropy under the decoder's sink sets, or beam-search WER), keep the
@@ -169,13 +169,13 @@ def search_act_heads(
 
     Returns search_heads' record plus the settings it ran under.
     """
-    if act["search_metric"] not in SEARCH_METRICS:
+    if act.search_metric not in SEARCH_METRICS:
         raise ValueError(f"act.search_metric must be one of {SEARCH_METRICS}, got {act['search_metric']!r}")
-    subset = Subset(dataset, range(min(act["search_utterances"], len(dataset))))
+    subset = Subset(dataset, range(min(act.search_utterances, len(dataset))))
     config = model.llm.get_base_model().config
 
     single_head = (
-        SingleHeadScorer(model, subset, decode["batch_size"], act) if act["search_metric"] == "ce" else None
+        SingleHeadScorer(model, subset, decode.batch_size, act) if act.search_metric == "ce" else None
     )
 
     def score(heads: frozenset[Head]) -> float:
@@ -184,15 +184,15 @@ def search_act_heads(
             log.info("ACT heads %s: ce %.4f", sorted(heads), value)
             return value
         with calibrate_as_set(model, heads, act) as calibration:
-            if act["search_metric"] == "ce":
-                value = prefix_calibrated_ce(model, subset, decode["batch_size"], calibration)
+            if act.search_metric == "ce":
+                value = prefix_calibrated_ce(model, subset, decode.batch_size, calibration)
             else:
                 hyps = decode_dataset(
-                    model, subset, decode["batch_size"], decode["beam_size"], decode["max_new_tokens"]
+                    model, subset, decode.batch_size, decode.beam_size, decode.max_new_tokens
                 )
                 value = word_error_rate(hyps["reference"].tolist(), hyps["hypothesis"].tolist())["wer"]
-        log.info("ACT heads %s: %s %.4f", sorted(heads), act["search_metric"], value)
+        log.info("ACT heads %s: %s %.4f", sorted(heads), act.search_metric, value)
         return value
 
     result = search_heads(score, candidate_heads(config.num_hidden_layers, config.num_attention_heads))
-    return {**result, "metric": act["search_metric"], "utterances": len(subset), "act": dict(act)}
+    return {**result, "metric": act.search_metric, "utterances": len(subset), "act": dataclasses.asdict(act)}

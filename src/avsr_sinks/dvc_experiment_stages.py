@@ -9,9 +9,18 @@ from typing import Any
 from avsr_sinks import pipeline
 from avsr_sinks.dvc_stage import LIB, MODEL_CODE, PY, feature_flags, stage
 from avsr_sinks.grid import Experiment, build_grid
-from avsr_sinks.records import warm_start_sources
+from avsr_sinks.spec import resolve_run, warm_start_sources
 
 ENCODER_PARAMS = {"audio": "audio_encoder", "video": "video_encoder"}
+
+
+def spec_keys(params: Mapping[str, Any], experiments: list[Experiment], decoding: bool) -> list[str]:
+    """The params.yaml keys the stage's run specs read (training only, or decoding too), in order."""
+    keys: dict[str, None] = {}
+    for experiment in experiments:
+        spec = resolve_run(params, experiment)
+        keys.update(dict.fromkeys(spec.train_keys + (spec.decode_keys if decoding else ())))
+    return list(keys)
 
 
 def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -20,11 +29,9 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
     corpus = pipeline.corpus_root(params)
     corpus_deps = [corpus]
     llm = params["llm"]
-    encoder_params = ENCODER_PARAMS
     experiments = build_grid(params)
     for task in dict.fromkeys(e.task for e in experiments):
         modalities = next(e.modalities for e in experiments if e.task == task)
-        model_params = ["model", "train", "llm", *(encoder_params[m] for m in modalities)]
         train_features = {m: pipeline.feature_dir(params, m, "train", "clean") for m in modalities}
         # As the train rule: only a task whose augmentation mixes in noise reads the noisy view.
         noisy_features = pipeline.noisy_train_features(params, next(e for e in experiments if e.task == task))
@@ -79,7 +86,7 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                     f"{LIB}/losses.py",
                     *MODEL_CODE,
                 ],
-                params=[*model_params, *(["decorr"] if method == "decorr" else [])],
+                params=spec_keys(params, trained, decoding=False),
                 outs=[pipeline.checkpoint_dir(name)],
             )
             stages[f"train_{task}_{method}"] = (
@@ -89,9 +96,7 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
         # only substitute, so experiment and checkpoint names are built from the setting and seed.
         for method in dict.fromkeys(e.method for e in experiments if e.task == task):
             chosen = [e for e in experiments if e.task == task and e.method == method]
-            stages.update(
-                _decoding_stages(params, chosen, modalities, model_params, corpus_deps, llm["path"])
-            )
+            stages.update(_decoding_stages(params, chosen, modalities, corpus_deps, llm["path"]))
     return stages
 
 
@@ -99,7 +104,6 @@ def _decoding_stages(
     params: Mapping[str, Any],
     experiments: list[Experiment],
     modalities: tuple[str, ...],
-    model_params: list[str],
     corpus_deps: list[str],
     llm_path: str,
 ) -> dict[str, Any]:
@@ -114,7 +118,8 @@ def _decoding_stages(
         "setting": list(dict.fromkeys(f"{e.task}-{e.rates}" for e in experiments)),
         "seed": list(dict.fromkeys(e.seed for e in experiments)),
     }
-    code = ["workflow_scripts/evaluate.py", f"{LIB}/decode.py", *MODEL_CODE]
+    code = ["workflow_scripts/evaluate.py", f"{LIB}/checkpoint_stages.py", f"{LIB}/decode.py", *MODEL_CODE]
+    decoding = spec_keys(params, experiments, decoding=True)
     heads, head_flags, head_deps = pipeline.act_heads_json(name), "", []
     stages: dict[str, Any] = {}
     if method == "act":
@@ -136,7 +141,7 @@ def _decoding_stages(
                     f"{LIB}/act_search.py",
                     *code[1:],
                 ],
-                params=[*model_params, "decode", "act"],
+                params=decoding,
                 outs=[{heads: {"cache": False}}],
             ),
         }
@@ -152,7 +157,7 @@ def _decoding_stages(
             f" --condition ${{item.condition}} --out-json {out_json}"
             f" --out-csv {pipeline.eval_csv(name, '${item.condition}')}",
             deps=[*corpus_deps, test_list, ckpt, *head_deps, *test.values(), llm_path, *code],
-            params=[*model_params, "decode", *(["act"] if method == "act" else [])],
+            params=decoding,
             outs=[{pipeline.eval_csv(name, "${item.condition}"): {"cache": False}}],
             metrics=[{out_json: {"cache": False}}],
         ),
@@ -173,12 +178,13 @@ def _decoding_stages(
                 *clean.values(),
                 llm_path,
                 "workflow_scripts/analyze.py",
+                f"{LIB}/checkpoint_stages.py",
                 f"{LIB}/analysis.py",
                 f"{LIB}/capture.py",
                 f"{LIB}/layer_outputs.py",
                 *MODEL_CODE,
             ],
-            params=[*model_params, "analysis", *(["act"] if method == "act" else [])],
+            params=[*decoding, "analysis"],
             outs=[{arrays: {"cache": False}}],
             metrics=[{metrics: {"cache": False}}],
         ),

@@ -15,6 +15,7 @@ MODEL_CODE = [
     f"{LIB}/features.py",
     f"{LIB}/experiment.py",
     f"{LIB}/experiment_inputs.py",
+    f"{LIB}/spec.py",
     f"{LIB}/config.py",
 ]
 

@@ -1,4 +1,4 @@
-"""Per-experiment settings resolved from params, and loading a checkpoint under its experiment's record."""
+"""A run spec's stage settings (model, training, augmentation), and loading a checkpoint under its record."""
 
 from __future__ import annotations
 
@@ -6,25 +6,16 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import safe_open
 
 from avsr_sinks.act import calibrate_as_set
 from avsr_sinks.augment import AugmentConfig
-from avsr_sinks.grid import Experiment
 from avsr_sinks.io import load_safetensors
 from avsr_sinks.model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import load_llm
-from avsr_sinks.records import (
-    differences,
-    eval_record,
-    task_augment,
-    task_epochs,
-    train_record,
-    warm_start_sources,
-)
+from avsr_sinks.spec import RunSpec, differences
 from avsr_sinks.train import TrainConfig
 
 # Optional files of a checkpoint folder (avsr_sinks.llama_avsr_import writes them). The rows of the LLM's
@@ -35,57 +26,53 @@ SPECIAL_TOKEN_EMBEDDINGS = "special_token_embeddings.safetensors"
 VIDEO_ENCODER_LORA = "video_encoder_lora.safetensors"
 
 
-def model_config(
-    params: Mapping[str, Any], experiment: Experiment, input_dims: Mapping[str, int]
-) -> ModelConfig:
-    m = params["model"]
+def model_config(spec: RunSpec, input_dims: Mapping[str, int]) -> ModelConfig:
+    experiment, m = spec.experiment, spec.model
     rates = {"audio": experiment.audio_rate, "video": experiment.video_rate}
     return ModelConfig(
         modalities=experiment.modalities,
         rates={mod: rates[mod] for mod in experiment.modalities},
         input_dims={mod: input_dims[mod] for mod in experiment.modalities},
-        compression=m["compression"],
-        projector_hidden=m["projector_hidden"],
-        projector_layernorm=m["projector_layernorm"],
-        match_embedding_norm=m["match_embedding_norm"],
-        lora_rank=m["lora_rank"],
-        lora_alpha=m["lora_alpha"],
-        lora_dropout=m["lora_dropout"],
-        lora_targets=tuple(m["lora_targets"]),
-        prompt=m["prompts"][experiment.task],
-        ctc_head=params["train"]["ctc_head"] if params["train"]["ctc_weight"] > 0 else None,
-        ctc_modalities=tuple(params["train"]["ctc_modalities"][experiment.task]),
+        compression=m.compression,
+        projector_hidden=m.projector_hidden,
+        projector_layernorm=m.projector_layernorm,
+        match_embedding_norm=m.match_embedding_norm,
+        lora_rank=m.lora_rank,
+        lora_alpha=m.lora_alpha,
+        lora_dropout=m.lora_dropout,
+        lora_targets=m.lora_targets,
+        prompt=m.prompt,
+        ctc_head=spec.train.ctc_head,
+        ctc_modalities=spec.train.ctc_modalities,
     )
 
 
-def train_config(params: Mapping[str, Any], experiment: Experiment) -> TrainConfig:
-    t = params["train"]
+def train_config(spec: RunSpec) -> TrainConfig:
+    t = spec.train
     return TrainConfig(
-        seed=experiment.seed,
-        lr=t["lr"][experiment.task],
-        betas=tuple(t["betas"]),
-        weight_decay=t["weight_decay"],
-        epochs=task_epochs(params, experiment.task),
-        max_frames=t["max_frames"],
-        grad_clip=t["grad_clip"],
-        checkpoint_every=t["checkpoint_every"],
-        projector_lr_multiplier=t["projector_lr_multiplier"],
-        lora_lr_multiplier=t["lora_lr_multiplier"],
-        ctc_weight=t["ctc_weight"],
-        # The warm-up trains cold projectors; a warm-started run's are trained already.
-        ctc_warmup_steps=0 if warm_start_sources(params, experiment) else t["ctc_warmup_steps"],
-        average_last=t["average_last"],
-        decorr_lambda=params["decorr"]["lambda"] if experiment.method == "decorr" else 0.0,
-        decorr_layers=tuple(params["decorr"]["layers"]) if params["decorr"]["layers"] else None,
-        autocast_bf16_on_cpu=t["autocast_bf16_on_cpu"],
+        seed=spec.experiment.seed,
+        lr=t.lr,
+        betas=t.betas,
+        weight_decay=t.weight_decay,
+        epochs=t.epochs,
+        max_frames=t.max_frames,
+        grad_clip=t.grad_clip,
+        checkpoint_every=t.checkpoint_every,
+        projector_lr_multiplier=t.projector_lr_multiplier,
+        lora_lr_multiplier=t.lora_lr_multiplier,
+        ctc_weight=t.ctc_weight,
+        ctc_warmup_steps=t.ctc_warmup_steps,
+        average_last=t.average_last,
+        decorr_lambda=spec.decorr.weight if spec.decorr is not None else 0.0,
+        decorr_layers=spec.decorr.layers if spec.decorr is not None else None,
+        autocast_bf16_on_cpu=t.autocast_bf16_on_cpu,
     )
 
 
-def augment_config(params: Mapping[str, Any], task: str) -> AugmentConfig:
-    augment = task_augment(params, task)
+def augment_config(spec: RunSpec) -> AugmentConfig:
     return AugmentConfig(
-        noise_probability=augment["noise"]["probability"],
-        time_mask_max_seconds=augment["time_mask_max_seconds"],
+        noise_probability=spec.train.noise_probability,
+        time_mask_max_seconds=spec.train.time_mask_max_seconds,
     )
 
 
@@ -118,11 +105,10 @@ def warm_start(model: AVSRModel, checkpoints: Sequence[Path]) -> dict[str, str]:
     return taken
 
 
-def load_checkpoint(
-    checkpoint: Path, params: Mapping[str, Any], experiment: Experiment, input_dims: Mapping[str, int]
-) -> AVSRModel:
-    """Rebuild the model of ``experiment`` and load its trained tensors, refusing a mismatching checkpoint."""
-    checkpoint = Path(checkpoint)
+def load_checkpoint(checkpoint: Path, spec: RunSpec, input_dims: Mapping[str, int]) -> AVSRModel:
+    """Rebuild the model of ``spec``'s experiment and load its trained tensors, refusing a checkpoint
+    trained under other settings."""
+    checkpoint, experiment = Path(checkpoint), spec.experiment
     meta_path = checkpoint / "experiment.json"
     if not meta_path.is_file() or not (checkpoint / "model.safetensors").is_file():
         raise FileNotFoundError(
@@ -130,7 +116,7 @@ def load_checkpoint(
             "expected); rerun the train rule for it"
         )
     stored = json.loads(meta_path.read_text(encoding="utf-8"))
-    wanted = train_record(params, experiment)
+    wanted = spec.train_record()
     mismatches = differences({k: stored.get(k) for k in wanted}, wanted)
     if mismatches:
         raise ValueError(
@@ -145,10 +131,8 @@ def load_checkpoint(
             "adapters, but this pipeline reads features cached from the frozen encoder, so decoding would "
             "ignore them"
         )
-    llm, tokenizer = load_llm(
-        params["llm"]["path"], params["model"]["attn_implementation"], params["llm"]["hub_id"]
-    )
-    model = AVSRModel(model_config(params, experiment, input_dims), llm, tokenizer)
+    llm, tokenizer = load_llm(spec.llm.path, spec.model.attn_implementation, spec.llm.hub_id)
+    model = AVSRModel(model_config(spec, input_dims), llm, tokenizer)
     weights = checkpoint / "model.safetensors"
     restore = (
         f"restore it with `dvc checkout {checkpoint}` where DVC tracks it, or rerun the train rule for it"
@@ -159,13 +143,15 @@ def load_checkpoint(
     return model.to(torch.float32)
 
 
-def read_act_heads(path: Path, params: Mapping[str, Any], experiment: Experiment) -> list[list[int]]:
+def read_act_heads(path: Path, spec: RunSpec) -> list[list[int]]:
     """The heads an ACT head search kept, refusing a search made for another checkpoint or settings."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no ACT head search for {experiment.name}; run the act_heads rule")
+        raise FileNotFoundError(
+            f"{path}: no ACT head search for {spec.experiment.name}; run the act_heads rule"
+        )
     stored = json.loads(path.read_text(encoding="utf-8"))
-    wanted = eval_record(params, experiment)
+    wanted = spec.eval_record()
     mismatches = differences({k: stored.get(k) for k in wanted}, wanted)
     if mismatches:
         raise ValueError(
@@ -178,11 +164,12 @@ def read_act_heads(path: Path, params: Mapping[str, Any], experiment: Experiment
 
 @contextmanager
 def method_context(
-    model: AVSRModel, experiment: Experiment, params: Mapping[str, Any], act_heads: Path | None
+    model: AVSRModel, spec: RunSpec, act_heads: Path | None
 ) -> Iterator[list[list[int]] | None]:
     """Run the block as the experiment's method decodes: ACT calibrates the heads its search kept (and
     yields them); the trained methods decode as they are (and yield None)."""
-    if experiment.method != "act":
+    experiment = spec.experiment
+    if spec.act is None:
         if act_heads is not None:
             raise ValueError(
                 f"{experiment.name} is not an ACT experiment, but ACT heads ({act_heads}) were given"
@@ -191,8 +178,8 @@ def method_context(
         return
     if act_heads is None:
         raise ValueError(f"{experiment.name} decodes with ACT: give the heads.json of its head search")
-    heads = read_act_heads(act_heads, params, experiment)
-    with calibrate_as_set(model, [tuple(h) for h in heads], params["act"]):
+    heads = read_act_heads(act_heads, spec)
+    with calibrate_as_set(model, [tuple(h) for h in heads], spec.act):
         yield heads
 
 

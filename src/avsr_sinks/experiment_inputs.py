@@ -13,6 +13,7 @@ from avsr_sinks.experiment import load_checkpoint
 from avsr_sinks.features import FeatureDataset, FeatureStore
 from avsr_sinks.grid import Experiment, parse_name
 from avsr_sinks.model import AVSRModel
+from avsr_sinks.spec import RunSpec, resolve_run
 
 
 def add_split_arguments(ap: argparse.ArgumentParser) -> None:
@@ -39,13 +40,13 @@ def split_dataset(args: argparse.Namespace, experiment: Experiment) -> FeatureDa
 
 def checkpoint_on_split(
     args: argparse.Namespace, params: dict[str, Any]
-) -> tuple[Experiment, FeatureDataset, AVSRModel]:
-    """The experiment, the split's utterances with their cached features, and the loaded checkpoint
-    (``checkpoint_parser``'s arguments)."""
-    experiment = parse_name(args.experiment)
-    dataset = split_dataset(args, experiment)
+) -> tuple[RunSpec, FeatureDataset, AVSRModel]:
+    """The experiment's run spec, the split's utterances with their cached features, and the loaded
+    checkpoint (``checkpoint_parser``'s arguments)."""
+    spec = resolve_run(params, parse_name(args.experiment))
+    dataset = split_dataset(args, spec.experiment)
     widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
-    return experiment, dataset, load_checkpoint(args.checkpoint, params, experiment, widths)
+    return spec, dataset, load_checkpoint(args.checkpoint, spec, widths)
 
 
 def feature_stores(

@@ -17,7 +17,7 @@ from avsr_sinks.grid import parse_name
 from avsr_sinks.model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.pipeline import noisy_train_features
-from avsr_sinks.records import train_record, warm_start_sources
+from avsr_sinks.spec import resolve_run, warm_start_sources
 from avsr_sinks.train import seed_everything, train
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def train_experiment(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
     """Train ``args.experiment`` into ``args.out_dir``; returns the training summary."""
     experiment = parse_name(args.experiment)
+    spec = resolve_run(params, experiment)
     dataset = split_dataset(args, experiment)
     stores = dataset.stores
     seed_everything(experiment.seed)
-    llm, tokenizer = load_llm(args.lm_dir, params["model"]["attn_implementation"], params["llm"]["hub_id"])
+    llm, tokenizer = load_llm(args.lm_dir, spec.model.attn_implementation, spec.llm.hub_id)
     widths = {m: features.shape[1] for m, features in dataset[0][1].items()}
-    model = AVSRModel(model_config(params, experiment, widths), llm, tokenizer)
+    model = AVSRModel(model_config(spec, widths), llm, tokenizer)
     log.info("%s: %s trainable parameters", experiment.name, f"{model.count_trainable():,}")
     sources = warm_start_sources(params, experiment)
     if len(args.warm_start) != len(sources):
@@ -69,15 +70,14 @@ def train_experiment(args: argparse.Namespace, params: dict[str, Any]) -> dict[s
         args.noisy_features, tuple(noisy_train_features(params, experiment)), "--noisy-features"
     )
     augment = FeatureAugmenter(
-        augment_config(params, experiment.task),
+        augment_config(spec),
         experiment.seed,
         {m: store.manifest["frame_rate"] for m, store in stores.items()},
         noisy_stores,
     )
     record = {
-        **train_record(params, experiment),
+        **spec.train_record(),
         **{f"{m}_features": store.manifest for m, store in stores.items()},
         **{f"noisy_{m}_features": store.manifest for m, store in noisy_stores.items()},
     }
-    config = train_config(params, experiment)
-    return train(model, dataset, config, args.out_dir, record, args.resume_dir, augment)
+    return train(model, dataset, train_config(spec), args.out_dir, record, args.resume_dir, augment)

@@ -60,7 +60,7 @@ from avsr_sinks.experiment import SPECIAL_TOKEN_EMBEDDINGS, VIDEO_ENCODER_LORA
 from avsr_sinks.grid import Experiment, parse_name
 from avsr_sinks.io import atomic_path, git_commit, require_model_folder, sha256_file
 from avsr_sinks.modeling.llm import LLM_FILES
-from avsr_sinks.records import train_record
+from avsr_sinks.spec import resolve_run
 
 # Appended to the tokenizer by models/lightning.py in one add_special_tokens call, so they take the
 # ids after the base vocabulary in this order.
@@ -637,7 +637,7 @@ def import_llama_avsr(
     special_rows = _special_token_rows(source, llm_config)
     video_lora = inferred.video_encoder_lora
     record = {
-        **train_record(params, experiment),
+        **resolve_run(params, experiment).train_record(),
         "imported_from": {
             "path": str(source.path.resolve()),
             "sha256": sha256_file(source.path),

@@ -7,7 +7,7 @@ from typing import Any
 
 from avsr_sinks.data.noise import noise_condition
 from avsr_sinks.grid import Experiment, build_grid, parse_name
-from avsr_sinks.records import task_augment
+from avsr_sinks.spec import resolve_run
 
 SPLITS = ("train", "val", "test")
 
@@ -84,15 +84,10 @@ def experiment_features(
     return {m: feature_dir(params, m, split, condition) for m in experiment.modalities}
 
 
-def noise_probability(params: Mapping[str, Any], task: str) -> float:
-    """The share of a task's training samples that read the noisy audio view (0 without audio)."""
-    return task_augment(params, task)["noise"]["probability"]
-
-
 def train_noise_condition(params: Mapping[str, Any]) -> str | None:
     """The condition of the noisy training-audio cache that train-time augmentation reads (None: none)."""
     noise = params["train"]["augment"]["noise"]
-    used = any(noise_probability(params, e.task) > 0 for e in build_grid(params))
+    used = any(resolve_run(params, e).train.noise_probability > 0 for e in build_grid(params))
     return noise_condition(noise["kind"], noise["snrs_db"]) if used else None
 
 
@@ -100,7 +95,7 @@ def noisy_train_features(params: Mapping[str, Any], experiment: Experiment | str
     """The noisy view of the training features an experiment reads, by modality (audio only, or none)."""
     experiment = parse_name(experiment) if isinstance(experiment, str) else experiment
     condition = train_noise_condition(params)
-    if condition is None or noise_probability(params, experiment.task) == 0:
+    if condition is None or resolve_run(params, experiment).train.noise_probability == 0:
         return {}
     return {"audio": feature_dir(params, "audio", "train", condition)}
 

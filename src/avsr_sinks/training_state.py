@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from avsr_sinks.io import atomic_path
 from avsr_sinks.model import AVSRModel
-from avsr_sinks.records import differences
+from avsr_sinks.spec import differences
 
 log = logging.getLogger(__name__)
 

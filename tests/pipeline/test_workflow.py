@@ -74,7 +74,7 @@ def test_ci_configuration_end_to_end(ci_run: tuple[Path, str]) -> None:
     record = json.loads((work / "results/checkpoints/avsr-a16v5-baseline-s0/experiment.json").read_text())
     assert record["train"]["warm_start"] == ["asr-a16-baseline-s0"]
     assert record["noisy_audio_features"]["condition"] == "babble-5_0_5_10_15_20db"
-    assert record["train"]["augment"]["noise"]["probability"] == 0.5
+    assert record["train"]["noise_probability"] == 0.5
     assert record["video_features"]["encoder"]["name"] == "tiny-video-ci"
     assert record["audio_features"]["condition"] == "clean"
     video = json.loads((work / "results/video_encoder/pretrain.json").read_text())

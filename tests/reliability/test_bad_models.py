@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from avsr_sinks.config import load_params
 from avsr_sinks.grid import parse_name
-from avsr_sinks.records import train_record
+from avsr_sinks.spec import resolve_run
 from tests.conftest import REPO, usable_list
 from tests.data.conftest import _pristine_corpus  # noqa: F401 (fixture)
 from tests.data.test_bad_input_stage import tiny_whisper  # noqa: F401 (fixture)
@@ -65,7 +65,9 @@ def write_checkpoint(folder: Path, overlay: Path, experiment: str, weights: byte
     """A checkpoint folder: the experiment.json of ``experiment``, and ``weights`` as model.safetensors."""
     params = load_params([REPO / "params.yaml", overlay])
     folder.mkdir(parents=True)
-    (folder / "experiment.json").write_text(json.dumps(train_record(params, parse_name(experiment))))
+    (folder / "experiment.json").write_text(
+        json.dumps(resolve_run(params, parse_name(experiment)).train_record())
+    )
     (folder / "model.safetensors").write_bytes(weights)
     return folder
 
