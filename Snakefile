@@ -24,5 +24,5 @@ include: "rules/report.smk"
 
 rule all:
     input:
-        pipeline.final_targets(PARAMS),
+        paths.final_targets(PARAMS),
     default_target: True

@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from harness import budget, missing, model_bench_parser, spread, timed, write_result
 
-from avsr_sinks.config import load_params
 from avsr_sinks.data.manifest import read_split
-from avsr_sinks.experiment import load_checkpoint
-from avsr_sinks.features import FeatureDataset, FeatureStore, collate_features
-from avsr_sinks.grid import parse_name
-from avsr_sinks.pipeline import checkpoint_dir, experiment_features
-from avsr_sinks.spec import resolve_run
+from avsr_sinks.features.store import FeatureDataset, FeatureStore, collate_features
+from avsr_sinks.modeling.checkpoints import load_checkpoint
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.settings.grid import parse_name
+from avsr_sinks.settings.spec import resolve_run
+from avsr_sinks.workflow.paths import checkpoint_dir, experiment_features
 
 log = logging.getLogger("bench.decoding")
 

@@ -57,7 +57,6 @@ from typing import Any
 import peft
 import torch
 import transformers
-import yaml
 from tokenizers import Tokenizer, models, pre_tokenizers
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, WhisperConfig
@@ -66,8 +65,9 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from avsr_sinks.encoders.avhubert import FRAME_RATE as VIDEO_FPS
 from avsr_sinks.encoders.avhubert import RESNET_WIDTHS, AVHubertConfig, AVHubertModel
 from avsr_sinks.io import git_commit, write_json_atomic, write_text_atomic
-from avsr_sinks.model import AVSRModel, ModelConfig
+from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import SPECIAL_TOKENS
+from avsr_sinks.settings.config import load_params
 
 log = logging.getLogger("gpu_paper_scale")
 
@@ -194,19 +194,9 @@ class Recipe:
         return rank, rank * self.lora_alpha / self.lora_rank
 
 
-def _overlay(base: dict[str, Any], overlay: Mapping[str, Any]) -> None:
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _overlay(base[key], value)
-        else:
-            base[key] = value
-
-
 def read_recipe(repo: Path = REPO) -> Recipe:
-    """Merged key by key like the pipeline's overlays; not schema-checked here, since jsonschema is
-    not among the packages this benchmark may rely on."""
-    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    _overlay(params, yaml.safe_load((repo / "configs" / "paper.yaml").read_text(encoding="utf-8")))
+    """params.yaml with configs/paper.yaml over it, merged and validated by the pipeline's own loader."""
+    params = load_params([repo / "params.yaml", repo / "configs" / "paper.yaml"])
     m, t = params["model"], params["train"]
     return Recipe(
         compression=m["compression"],

@@ -21,9 +21,9 @@ from typing import Any
 from harness import REPO, budget, spread, write_result
 from snakemake_plan import DryRun, dry_run
 
-from avsr_sinks.config import load_params
-from avsr_sinks.grid import build_grid
-from avsr_sinks.pipeline import feature_sets
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.settings.grid import build_grid
+from avsr_sinks.workflow.paths import feature_sets
 
 log = logging.getLogger("bench.orchestration")
 

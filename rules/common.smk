@@ -7,10 +7,10 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from avsr_sinks import pipeline
-from avsr_sinks.config import SCHEMA_PATH, load_params
-from avsr_sinks.spec import resolve_run, warm_start_sources
-from avsr_sinks.grid import build_grid, parse_name
+from avsr_sinks.workflow import paths
+from avsr_sinks.settings.config import SCHEMA_PATH, load_params
+from avsr_sinks.settings.spec import resolve_run, warm_start_sources
+from avsr_sinks.settings.grid import build_grid, parse_name
 
 # params.yaml plus every --configfile overlay, in Snakemake's order. Our loader validates the merge and
 # names the file and key of each problem; Snakemake's own validate then checks its merged config too.
@@ -31,14 +31,14 @@ validate(config, str(SCHEMA_PATH))
 CONFIG_ARGS = " ".join(shlex.quote(f) for f in CONFIG_FILES)
 THREADS = PARAMS["runtime"]["threads"]
 EXPERIMENTS = {e.name: e for e in build_grid(PARAMS)}
-CORPUS_ROOT = pipeline.corpus_root(PARAMS)
+CORPUS_ROOT = paths.corpus_root(PARAMS)
 
 
 wildcard_constraints:
     split="train|val|test",
     condition="|".join(
         re.escape(c)
-        for c in sorted({"clean", *PARAMS["evaluate"]["conditions"], pipeline.train_noise_condition(PARAMS)} - {None})
+        for c in sorted({"clean", *PARAMS["evaluate"]["conditions"], paths.train_noise_condition(PARAMS)} - {None})
     ),
     experiment="|".join(EXPERIMENTS) or "(?!)",
 
@@ -69,7 +69,7 @@ def features_input(split, condition=None):
 
     def caches(wildcards):
         chosen = condition or wildcards.condition
-        return list(pipeline.experiment_features(PARAMS, wildcards.experiment, split, chosen).values())
+        return list(paths.experiment_features(PARAMS, wildcards.experiment, split, chosen).values())
 
     return caches
 
@@ -79,7 +79,7 @@ def features_flags(split, condition=None):
 
     def flags(wildcards):
         chosen = condition or wildcards.condition
-        caches = pipeline.experiment_features(PARAMS, wildcards.experiment, split, chosen)
+        caches = paths.experiment_features(PARAMS, wildcards.experiment, split, chosen)
         return " ".join(f"--features {m}={shlex.quote(path)}" for m, path in caches.items())
 
     return flags
@@ -87,17 +87,17 @@ def features_flags(split, condition=None):
 
 def noisy_features_input(wildcards):
     """The noisy training caches the experiment's augmentation reads (none without noise)."""
-    return list(pipeline.noisy_train_features(PARAMS, wildcards.experiment).values())
+    return list(paths.noisy_train_features(PARAMS, wildcards.experiment).values())
 
 
 def noisy_features_flags(wildcards):
-    caches = pipeline.noisy_train_features(PARAMS, wildcards.experiment)
+    caches = paths.noisy_train_features(PARAMS, wildcards.experiment)
     return " ".join(f"--noisy-features {m}={shlex.quote(path)}" for m, path in caches.items())
 
 
 def warm_start_input(wildcards):
     """The checkpoints train.warm_start starts the experiment from, in its order."""
-    return [pipeline.checkpoint_dir(e) for e in warm_start_sources(PARAMS, parse_name(wildcards.experiment))]
+    return [paths.checkpoint_dir(e) for e in warm_start_sources(PARAMS, parse_name(wildcards.experiment))]
 
 
 def warm_start_flags(wildcards, input):
@@ -105,12 +105,12 @@ def warm_start_flags(wildcards, input):
 
 
 def resume_path(wildcards):
-    return pipeline.resume_dir(wildcards.experiment)
+    return paths.resume_dir(wildcards.experiment)
 
 
 def checkpoint_input(wildcards):
     """The checkpoint the experiment decodes (ACT decodes its baseline's)."""
-    return pipeline.checkpoint_dir(EXPERIMENTS[wildcards.experiment])
+    return paths.checkpoint_dir(EXPERIMENTS[wildcards.experiment])
 
 
 def analysis_folder(wildcards, output):
@@ -129,7 +129,7 @@ def per_attempt(amount):
 def act_heads_input(wildcards):
     """ACT decodes with the heads its search kept; other methods read no head file."""
     experiment = EXPERIMENTS[wildcards.experiment]
-    return [pipeline.act_heads_json(experiment)] if experiment.method == "act" else []
+    return [paths.act_heads_json(experiment)] if experiment.method == "act" else []
 
 
 def act_heads_arg(wildcards):

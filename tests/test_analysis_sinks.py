@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from avsr_sinks.analysis import AnalysisThresholds, analyze_batch
-from avsr_sinks.capture import collect, write_analysis
-from avsr_sinks.model import AVSRModel, ModelConfig, Segment
+from avsr_sinks.analysis.capture import collect, write_analysis
+from avsr_sinks.analysis.metrics import AnalysisThresholds, analyze_batch
+from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig, Segment
 from avsr_sinks.modeling.llm import load_llm
 
 S, L, HEADS, H = 10, 3, 4, 16

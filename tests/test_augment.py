@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from avsr_sinks.augment import AugmentConfig, FeatureAugmenter, time_mask
+from avsr_sinks.features.augment import AugmentConfig, FeatureAugmenter, time_mask
 
 RATES = {"audio": 50.0, "video": 25.0}
 
@@ -77,10 +77,10 @@ def test_a_noisy_cache_missing_an_utterance_is_named() -> None:
 
 
 def test_time_mask_may_differ_per_task(tmp_path) -> None:
-    from avsr_sinks.config import ConfigError, load_params
-    from avsr_sinks.experiment import augment_config
-    from avsr_sinks.grid import parse_name
-    from avsr_sinks.spec import resolve_run
+    from avsr_sinks.modeling.checkpoints import augment_config
+    from avsr_sinks.settings.config import ConfigError, load_params
+    from avsr_sinks.settings.grid import parse_name
+    from avsr_sinks.settings.spec import resolve_run
     from tests.conftest import REPO
 
     overlay = tmp_path / "mask.yaml"

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks.analysis import AnalysisThresholds
-from avsr_sinks.capture import collect
-from avsr_sinks.config import load_params
+from avsr_sinks.analysis.capture import collect
+from avsr_sinks.analysis.metrics import AnalysisThresholds
+from avsr_sinks.embedded.bundled_llm import PROVENANCE, SMOLLM2, RandomInit, install_bundled_llm
 from avsr_sinks.io import sha256_file
-from avsr_sinks.model import AVSRModel, ModelConfig
-from avsr_sinks.modeling.bundled_llm import PROVENANCE, SMOLLM2, RandomInit, install_bundled_llm
+from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.report.tables import bos_share_layers
+from avsr_sinks.settings.config import load_params
 from tests.conftest import REPO
 
 WHEEL = REPO / load_params([REPO / "params.yaml"])["llm"]["wheel"]

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from avsr_sinks.config import ConfigError, load_params
+from avsr_sinks.settings.config import ConfigError, load_params
 from tests.conftest import REPO
 
 PARAMS = REPO / "params.yaml"

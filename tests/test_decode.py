@@ -1,4 +1,4 @@
-"""Word error rate, decoding a dataset and the teacher-forced cross-entropy (avsr_sinks.decode).
+"""Word error rate, decoding a dataset and the teacher-forced cross-entropy (avsr_sinks.decoding.decode).
 
 The WER counts are worked out by hand below; the decoding and cross-entropy loops run on stand-in models
 whose outputs are known exactly, plus one run of the real toy model for the token weighting."""
@@ -13,9 +13,15 @@ import pandas as pd
 import pytest
 import torch
 
-from avsr_sinks.decode import decode_dataset, normalize, teacher_forced_ce, word_error_rate, write_evaluation
-from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel
+from avsr_sinks.decoding.decode import (
+    decode_dataset,
+    normalize,
+    teacher_forced_ce,
+    word_error_rate,
+    write_evaluation,
+)
+from avsr_sinks.features.store import FeatureDataset, FeatureStore
+from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
 from tests.train_job import make_features, toy_model_config
 

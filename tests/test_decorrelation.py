@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks.losses import decorrelation_loss
-from avsr_sinks.model import Segment
+from avsr_sinks.modeling.avsr_model import Segment
+from avsr_sinks.training.losses import decorrelation_loss
 from tests.train_spy import spy_on_toy_training
 
 LAYERS = 4  # L decoder layers: hidden_states holds L + 1 tensors

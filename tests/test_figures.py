@@ -12,9 +12,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-from avsr_sinks.analysis import analyze_batch
-from avsr_sinks.capture import write_analysis
-from avsr_sinks.model import Segment
+from avsr_sinks.analysis.capture import write_analysis
+from avsr_sinks.analysis.metrics import analyze_batch
+from avsr_sinks.modeling.avsr_model import Segment
 from avsr_sinks.report.figures import (
     METHOD_COLOURS,
     draw_all,

@@ -1,7 +1,7 @@
 import pytest
 
-from avsr_sinks.config import load_params
-from avsr_sinks.grid import Experiment, build_grid, parse_name
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.settings.grid import Experiment, build_grid, parse_name
 from tests.conftest import REPO
 
 
@@ -50,13 +50,13 @@ def test_task_needs_its_rates() -> None:
 
 
 def test_feature_sets_cover_the_grid_once() -> None:
-    from avsr_sinks import pipeline
+    from avsr_sinks.workflow import paths
 
     params = load_params([REPO / "params.yaml"])
-    sets = pipeline.feature_sets(params)
+    sets = paths.feature_sets(params)
     assert len(sets) == len(set(sets))
     assert ("audio", "test", "babble0db") in sets and ("video", "test", "clean") in sets
     assert not any(m == "video" and c != "clean" for m, _, c in sets)
     assert not any(c == "text_only" for _, _, c in sets)
-    vsr = pipeline.experiment_features(params, "vsr-v2-baseline-s0", "test", "babble0db")
+    vsr = paths.experiment_features(params, "vsr-v2-baseline-s0", "test", "babble0db")
     assert list(vsr) == ["video"] and vsr["video"].endswith("/test-clean")

@@ -27,11 +27,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from avsr_sinks.config import load_params
 from avsr_sinks.encoders.avhubert import AVHubertConfig, AVHubertModel, add_lora
-from avsr_sinks.experiment import VIDEO_ENCODER_LORA, load_checkpoint
-from avsr_sinks.grid import parse_name
-from avsr_sinks.llama_avsr_import import (
+from avsr_sinks.importers.llama_avsr import (
     AUTHORS_SPECIAL_TOKENS,
     ImportRefusedError,
     import_llama_avsr,
@@ -39,7 +36,10 @@ from avsr_sinks.llama_avsr_import import (
     read_checkpoint,
     requested_experiment,
 )
-from avsr_sinks.spec import resolve_run
+from avsr_sinks.modeling.checkpoints import VIDEO_ENCODER_LORA, load_checkpoint
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.settings.grid import parse_name
+from avsr_sinks.settings.spec import resolve_run
 from tests.conftest import REPO
 
 SENTENCES = ["the cat sat on the mat", "a dog runs in the park", "we will go home soon"] * 4

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avsr_sinks.analysis import AnalysisThresholds, analyze_batch
-from avsr_sinks.model import Segment
+from avsr_sinks.analysis.metrics import AnalysisThresholds, analyze_batch
+from avsr_sinks.modeling.avsr_model import Segment
 
 SEGMENTS = [Segment.BOS, Segment.AUDIO, Segment.AUDIO, Segment.AUDIO, Segment.PROMPT, Segment.RESPONSE]
 N, HEADS, H = len(SEGMENTS), 2, 8

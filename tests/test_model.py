@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from avsr_sinks.model import AVSRModel, ModelConfig, Segment
+from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig, Segment
 from avsr_sinks.modeling.layers import Compressor
 from avsr_sinks.modeling.llm import load_llm
 

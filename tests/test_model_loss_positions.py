@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from avsr_sinks.model import AVSRModel, ModelConfig
+from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import load_llm
 
 DIM = 12  # encoder output width

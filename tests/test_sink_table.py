@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from avsr_sinks.analysis import analyze_batch
+from avsr_sinks.analysis.metrics import analyze_batch
 from avsr_sinks.report.tables import bos_share_layers, collect_sinks
 from tests.test_analysis_sinks import batch, utterance
 

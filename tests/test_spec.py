@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from avsr_sinks.config import load_params
-from avsr_sinks.dvc_experiment_stages import spec_keys
-from avsr_sinks.grid import build_grid, parse_name
-from avsr_sinks.spec import resolve_run
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.settings.grid import build_grid, parse_name
+from avsr_sinks.settings.spec import resolve_run
+from avsr_sinks.workflow.dvc_experiment_stages import spec_keys
 from tests.conftest import REPO
 
 DEFAULT = [REPO / "params.yaml"]

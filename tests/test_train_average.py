@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avsr_sinks import train, training_state
-from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel
+from avsr_sinks.features.store import FeatureDataset, FeatureStore
+from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
+from avsr_sinks.training import train, training_state
 from tests.train_job import CONFIG, make_features, toy_model_config
 
 # One epoch of the kill-and-resume job's data (9 steps), on a model without its CTC head.

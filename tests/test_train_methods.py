@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks import train
-from avsr_sinks.augment import AugmentConfig, FeatureAugmenter
-from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel
+from avsr_sinks.features.augment import AugmentConfig, FeatureAugmenter
+from avsr_sinks.features.store import FeatureDataset, FeatureStore
+from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
+from avsr_sinks.training import train
 from tests.train_job import CONFIG, make_features, toy_model_config
 
 PLAIN = dataclasses.replace(CONFIG, epochs=1, ctc_weight=0.0, ctc_warmup_steps=0, average_last=1)
@@ -59,7 +59,7 @@ def test_warm_start_takes_each_tensor_from_the_first_checkpoint_that_holds_it(
 ) -> None:
     from safetensors.torch import save_file
 
-    from avsr_sinks.experiment import warm_start
+    from avsr_sinks.modeling.checkpoints import warm_start
 
     model = AVSRModel(toy_model_config(None), *load_llm(tiny_lm_dir))
     state = model.trainable_state_dict()
@@ -83,9 +83,9 @@ def test_warm_start_takes_each_tensor_from_the_first_checkpoint_that_holds_it(
 
 
 def test_warm_start_sources_follow_the_rates_and_must_be_in_the_grid() -> None:
-    from avsr_sinks.config import load_params
-    from avsr_sinks.grid import parse_name
-    from avsr_sinks.spec import warm_start_sources
+    from avsr_sinks.settings.config import load_params
+    from avsr_sinks.settings.grid import parse_name
+    from avsr_sinks.settings.spec import warm_start_sources
     from tests.conftest import REPO
 
     params = load_params([REPO / "params.yaml"])

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks import train
-from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel
+from avsr_sinks.features.store import FeatureDataset, FeatureStore
+from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
-from avsr_sinks.nonfinite import NonFiniteLossError
+from avsr_sinks.training import train
+from avsr_sinks.training.nonfinite import NonFiniteLossError
 from tests.train_job import CONFIG, make_features, toy_model_config
 
 RUN = dataclasses.replace(CONFIG, epochs=1, ctc_warmup_steps=0, checkpoint_every=2, average_last=1)

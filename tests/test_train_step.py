@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks import train
+from avsr_sinks.training import train
 from tests.train_spy import TrainingSpy, spy_on_toy_training
 
 # Between the toy run's pre-clip gradient norms (about 0.6 to 2.5), so that some steps are clipped and

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks import train
-from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel
+from avsr_sinks.features.store import FeatureDataset, FeatureStore
+from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
+from avsr_sinks.training import train
 from tests.train_job import CONFIG, make_features, toy_model_config
 
 

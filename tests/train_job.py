@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from avsr_sinks import io, train, training_state
-from avsr_sinks.features import FeatureDataset, FeatureStore, extract_features
-from avsr_sinks.model import AVSRModel, ModelConfig
+from avsr_sinks import io
+from avsr_sinks.features.store import FeatureDataset, FeatureStore, extract_features
+from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import load_llm
+from avsr_sinks.training import train, training_state
 
 SENTENCES = ["the cat sat on the mat", "a dog runs in the park", "we will go home soon", "she reads a book"]
 CONFIG = train.TrainConfig(

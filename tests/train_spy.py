@@ -1,5 +1,5 @@
-"""Watch the real training step of ``avsr_sinks.train.train`` from the outside, for tests that check what
-it optimises: the loss it hands to backward, the terms that loss is made of, and what the optimizer
+"""Watch the real training step of ``avsr_sinks.training.train.train`` from the outside, for tests that check
+what it optimises: the loss it hands to backward, the terms that loss is made of, and what the optimizer
 steps with. Nothing in the loop is replaced; the spies record and then call the real functions."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from avsr_sinks import train
-from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.model import AVSRModel
+from avsr_sinks.features.store import FeatureDataset, FeatureStore
+from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
+from avsr_sinks.training import train
 from tests.train_job import CONFIG, make_features, toy_model_config
 
 TERMS = ("loss", "ce", "ctc", "decorr")

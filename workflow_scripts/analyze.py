@@ -3,8 +3,8 @@ utterances of the test split (teacher-forced): metrics.json and the arrays behin
 
 from pathlib import Path
 
-from avsr_sinks import cli, experiment_inputs
-from avsr_sinks.checkpoint_stages import analyze_stage
+from avsr_sinks.workflow import cli, experiment_inputs
+from avsr_sinks.workflow.checkpoint_stages import analyze_stage
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from avsr_sinks import cli
 from avsr_sinks.data.validation import CorpusRules, check_split, write_skip_report, write_usable
+from avsr_sinks.workflow import cli
 
 
 def main() -> None:

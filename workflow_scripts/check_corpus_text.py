@@ -3,7 +3,6 @@ split's final list of usable utterances, its skip report (both passes) and its c
 
 from pathlib import Path
 
-from avsr_sinks import cli
 from avsr_sinks.data.validation import (
     CorpusRules,
     check_transcripts,
@@ -12,6 +11,7 @@ from avsr_sinks.data.validation import (
     tokenizer_pass,
 )
 from avsr_sinks.modeling.llm import load_tokenizer
+from avsr_sinks.workflow import cli
 
 
 def main() -> None:

@@ -6,8 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from avsr_sinks import cli
 from avsr_sinks.encoders.avhubert_convert import convert_avhubert
+from avsr_sinks.workflow import cli
 
 
 def main() -> None:

@@ -6,8 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from avsr_sinks import cli
 from avsr_sinks.encoders.whisper import WHISPER_TINY_EN_SHA256, bundled_model_dir, convert_whisper_ct2
+from avsr_sinks.workflow import cli
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from avsr_sinks import cli, experiment_inputs
-from avsr_sinks.checkpoint_stages import evaluate_stage
+from avsr_sinks.workflow import cli, experiment_inputs
+from avsr_sinks.workflow.checkpoint_stages import evaluate_stage
 
 
 def main() -> None:

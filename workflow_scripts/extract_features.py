@@ -1,7 +1,7 @@
 """Cache a frozen encoder's outputs (audio or video) for one corpus split and test condition."""
 
-from avsr_sinks import cli
-from avsr_sinks.feature_caching import add_arguments, cache_features
+from avsr_sinks.workflow import cli
+from avsr_sinks.workflow.feature_stage import add_arguments, cache_features
 
 
 def main() -> None:

@@ -7,14 +7,14 @@ the checkpoint's model (configs/paper.yaml does for the attention-sink paper's L
 
 from pathlib import Path
 
-from avsr_sinks import cli
-from avsr_sinks.llama_avsr_import import (
+from avsr_sinks.importers.llama_avsr import (
     ImportRefusedError,
     import_llama_avsr,
     infer_config,
     read_checkpoint,
     requested_experiment,
 )
+from avsr_sinks.workflow import cli
 
 
 def main() -> None:

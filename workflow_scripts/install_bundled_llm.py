@@ -5,8 +5,8 @@ with llm.random_init, a small randomly initialised model of its family, for test
 import json
 from pathlib import Path
 
-from avsr_sinks import cli
-from avsr_sinks.modeling.bundled_llm import RandomInit, install_bundled_llm
+from avsr_sinks.embedded.bundled_llm import RandomInit, install_bundled_llm
+from avsr_sinks.workflow import cli
 
 
 def main() -> None:

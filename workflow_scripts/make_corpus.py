@@ -5,8 +5,8 @@ import os
 import time
 from pathlib import Path
 
-from avsr_sinks import cli
 from avsr_sinks.data.synth import SynthConfig, generate_corpus, write_corpus_card
+from avsr_sinks.workflow import cli
 
 
 def main() -> None:

@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from avsr_sinks import cli
 from avsr_sinks.data.validation import read_usable
+from avsr_sinks.embedded.video_pretrain import VideoPretrainConfig, pretrain_video_encoder
 from avsr_sinks.io import write_json_atomic
-from avsr_sinks.video_pretrain import VideoPretrainConfig, pretrain_video_encoder
+from avsr_sinks.workflow import cli
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from avsr_sinks import cli, experiment_inputs
-from avsr_sinks.checkpoint_stages import search_heads_stage
-from avsr_sinks.grid import parse_name
+from avsr_sinks.settings.grid import parse_name
+from avsr_sinks.workflow import cli, experiment_inputs
+from avsr_sinks.workflow.checkpoint_stages import search_heads_stage
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 import json
 
-from avsr_sinks import cli
-from avsr_sinks.experiment_training import add_arguments, train_experiment
+from avsr_sinks.workflow import cli
+from avsr_sinks.workflow.training_stage import add_arguments, train_experiment
 
 
 def main() -> None:

@@ -3,9 +3,9 @@
 import argparse
 from pathlib import Path
 
-from avsr_sinks.config import load_params
-from avsr_sinks.dvcgen import render
 from avsr_sinks.io import write_text_atomic
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.workflow.dvc_yaml import render
 
 
 def main() -> None:

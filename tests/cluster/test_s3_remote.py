@@ -15,8 +15,8 @@ import yaml
 from dvc.repo import Repo
 from moto.server import ThreadedMotoServer
 
-from avsr_sinks.config import load_params
-from avsr_sinks.dvcgen import render
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.workflow.dvc_yaml import render
 from tests.conftest import REPO
 from tests.pipeline.workspace import run
 

@@ -11,7 +11,7 @@ import pytest
 from transformers import WhisperConfig, WhisperModel
 
 from avsr_sinks.data.validation import read_skip_report, read_usable
-from avsr_sinks.features import FeatureStore
+from avsr_sinks.features.store import FeatureStore
 from tests.conftest import REPO
 from tests.data.conftest import DATASET
 from tests.data.test_bad_input import append_rows

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dvc.repo import Repo
 
-from avsr_sinks.config import load_params
-from avsr_sinks.dvcgen import render
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.workflow.dvc_yaml import render
 from tests.conftest import REPO
 from tests.pipeline.workspace import snakemake
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from avsr_sinks.config import load_params
-from avsr_sinks.dvcgen import render
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.workflow.dvc_yaml import render
 from tests.conftest import REPO
 
 WORKFLOW_FILES = (

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from avsr_sinks.config import load_params
-from avsr_sinks.grid import parse_name
-from avsr_sinks.spec import resolve_run
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.settings.grid import parse_name
+from avsr_sinks.settings.spec import resolve_run
 from tests.conftest import REPO, usable_list
 from tests.data.conftest import _pristine_corpus  # noqa: F401 (fixture)
 from tests.data.test_bad_input_stage import tiny_whisper  # noqa: F401 (fixture)

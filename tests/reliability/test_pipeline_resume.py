@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avsr_sinks import pipeline
-from avsr_sinks.config import load_params
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.workflow import paths
 from tests.conftest import REPO
 from tests.pipeline.workspace import git_dvc_repo, run, snakemake
 
@@ -55,7 +55,7 @@ def _kill_after_second_save(command: list[str], work: Path) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    resume = work / pipeline.resume_dir(EXPERIMENT)
+    resume = work / paths.resume_dir(EXPERIMENT)
     deadline = time.monotonic() + 300
     while not _second_save_done(resume) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -91,7 +91,7 @@ def test_killed_training_resumes_under_snakemake(ci_run: tuple[Path, str], tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     train_log = (work / f"logs/train/{EXPERIMENT}.log").read_text()
     assert f"from step {saved} of" in train_log, train_log[-2000:]
-    assert not (work / pipeline.resume_dir(EXPERIMENT)).exists(), "resume state left after the checkpoint"
+    assert not (work / paths.resume_dir(EXPERIMENT)).exists(), "resume state left after the checkpoint"
 
     _assert_same_training(work, reference)
 
@@ -124,7 +124,7 @@ def test_killed_training_resumes_under_dvc_repro(ci_run: tuple[Path, str], tmp_p
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert f"from step {saved} of" in output, output[-2000:]
-    assert not (work / pipeline.resume_dir(EXPERIMENT)).exists(), "resume state left after the checkpoint"
+    assert not (work / paths.resume_dir(EXPERIMENT)).exists(), "resume state left after the checkpoint"
     _assert_same_training(work, reference)
     status = run(["dvc", "status", stage], work)
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks import training_state
+from avsr_sinks.training import training_state
 from tests.conftest import REPO
 from tests.pipeline.workspace import make_workspace, snakemake
 
@@ -26,7 +26,7 @@ CODE = sorted(
     ]
 )
 # The two readers of third-party torch checkpoints; both list a pickle's globals before loading it.
-PICKLE_READERS = {"src/avsr_sinks/encoders/fairseq_checkpoint.py", "src/avsr_sinks/llama_avsr_import.py"}
+PICKLE_READERS = {"src/avsr_sinks/encoders/fairseq_checkpoint.py", "src/avsr_sinks/importers/llama_avsr.py"}
 
 
 def occurrences(pattern: str, lines_after: int = 0) -> list[str]:
@@ -61,7 +61,7 @@ def test_pickle_is_read_only_by_the_restricted_readers() -> None:
     assert occurrences(r"\bpickle\.loads?\(|\bUnpickler\(|allow_pickle\s*=\s*True|dill|joblib\.load") == []
     loads = occurrences(r"torch\.load\(")
     assert loads and all("weights_only=True" in line for line in loads), loads
-    readers = {line.split(":")[0] for line in loads} - {"src/avsr_sinks/training_state.py"}
+    readers = {line.split(":")[0] for line in loads} - {"src/avsr_sinks/training/training_state.py"}
     assert readers <= PICKLE_READERS, readers
 
 

@@ -26,7 +26,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from avsr_sinks.features import FeatureStore
+from avsr_sinks.features.store import FeatureStore
 from tests.conftest import REPO, usable_list
 from tests.data.test_bad_input_stage import tiny_whisper  # noqa: F401 (fixture)
 

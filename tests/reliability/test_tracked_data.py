@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from avsr_sinks.features import FeatureStore, extract_features
+from avsr_sinks.features.store import FeatureStore, extract_features
 from avsr_sinks.io import load_safetensors
 
 

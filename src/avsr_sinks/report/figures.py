@@ -1,5 +1,5 @@
 """Figures of the sink analysis, drawn from the saved arrays alone (``results/analysis/<exp>/arrays.npz``,
-written by ``avsr_sinks.analysis.write_analysis``), so they are redrawn without running any model.
+written by ``avsr_sinks.analysis.metrics.write_analysis``), so they are redrawn without running any model.
 
 - ``sink_figure``: the paper's three panels (PAPER.md section 1): the segment-labelled attention map, a
   3-D bar plot of |hidden state| by token x feature, and the cosine with BOS across layers for an
@@ -26,9 +26,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize, PowerNorm
 from matplotlib.figure import Figure
 
-from avsr_sinks.grid import parse_name
 from avsr_sinks.io import atomic_path, write_json_atomic
-from avsr_sinks.model import Segment
+from avsr_sinks.modeling.avsr_model import Segment
+from avsr_sinks.settings.grid import parse_name
 
 PathLike = str | os.PathLike[str]
 

@@ -14,9 +14,9 @@ import pandas as pd
 import yaml
 
 from avsr_sinks.data.noise import parse_condition
-from avsr_sinks.grid import METHODS
 from avsr_sinks.io import write_text_atomic
-from avsr_sinks.pipeline import TEXT_ONLY
+from avsr_sinks.settings.grid import METHODS
+from avsr_sinks.workflow.paths import TEXT_ONLY
 
 SETTING = ["task", "rates"]
 MAIN_CONDITION = "clean"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from avsr_sinks.grid import Experiment, parse_name
 from avsr_sinks.io import write_text_atomic
+from avsr_sinks.settings.grid import Experiment, parse_name
 
 WER_COLUMNS = [
     "experiment",

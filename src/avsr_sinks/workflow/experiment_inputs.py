@@ -7,13 +7,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from avsr_sinks.cli import modality_path, parser
 from avsr_sinks.data.validation import read_usable
-from avsr_sinks.experiment import load_checkpoint
-from avsr_sinks.features import FeatureDataset, FeatureStore
-from avsr_sinks.grid import Experiment, parse_name
-from avsr_sinks.model import AVSRModel
-from avsr_sinks.spec import RunSpec, resolve_run
+from avsr_sinks.features.store import FeatureDataset, FeatureStore
+from avsr_sinks.modeling.avsr_model import AVSRModel
+from avsr_sinks.modeling.checkpoints import load_checkpoint
+from avsr_sinks.settings.grid import Experiment, parse_name
+from avsr_sinks.settings.spec import RunSpec, resolve_run
+from avsr_sinks.workflow.cli import modality_path, parser
 
 
 def add_split_arguments(ap: argparse.ArgumentParser) -> None:

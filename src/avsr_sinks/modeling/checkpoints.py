@@ -10,15 +10,15 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from avsr_sinks.act import calibrate_as_set
-from avsr_sinks.augment import AugmentConfig
+from avsr_sinks.decoding.act import calibrate_as_set
+from avsr_sinks.features.augment import AugmentConfig
 from avsr_sinks.io import load_safetensors
-from avsr_sinks.model import AVSRModel, ModelConfig
+from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import load_llm
-from avsr_sinks.spec import RunSpec, differences
-from avsr_sinks.train import TrainConfig
+from avsr_sinks.settings.spec import RunSpec, differences
+from avsr_sinks.training.train import TrainConfig
 
-# Optional files of a checkpoint folder (avsr_sinks.llama_avsr_import writes them). The rows of the LLM's
+# Optional files of a checkpoint folder (avsr_sinks.importers.llama_avsr writes them). The rows of the LLM's
 # added special tokens that the checkpoint was trained with: tensors input_embeddings and, for untied
 # tables, output_embeddings; metadata "tokens", their JSON list.
 SPECIAL_TOKEN_EMBEDDINGS = "special_token_embeddings.safetensors"

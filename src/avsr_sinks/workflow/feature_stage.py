@@ -16,7 +16,7 @@ from avsr_sinks.data.noise import NoiseBank, mix_condition, parse_condition
 from avsr_sinks.data.validation import read_usable
 from avsr_sinks.encoders.video import load_video_encoder
 from avsr_sinks.encoders.whisper import load_audio_encoder
-from avsr_sinks.features import extract_features
+from avsr_sinks.features.store import extract_features
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:

@@ -56,11 +56,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import AutoConfig
 
-from avsr_sinks.experiment import SPECIAL_TOKEN_EMBEDDINGS, VIDEO_ENCODER_LORA
-from avsr_sinks.grid import Experiment, parse_name
 from avsr_sinks.io import atomic_path, git_commit, require_model_folder, sha256_file
+from avsr_sinks.modeling.checkpoints import SPECIAL_TOKEN_EMBEDDINGS, VIDEO_ENCODER_LORA
 from avsr_sinks.modeling.llm import LLM_FILES
-from avsr_sinks.spec import resolve_run
+from avsr_sinks.settings.grid import Experiment, parse_name
+from avsr_sinks.settings.spec import resolve_run
 
 # Appended to the tokenizer by models/lightning.py in one add_special_tokens call, so they take the
 # ids after the base vocabulary in this order.
@@ -610,7 +610,7 @@ def import_llama_avsr(
     """Write ``out_dir`` as the checkpoint of ``experiment`` under ``params``, refusing any contradiction.
 
     The folder holds what train.py writes (model.safetensors, experiment.json with the experiment's record,
-    so :func:`avsr_sinks.experiment.load_checkpoint` accepts it under the same params), plus
+    so :func:`avsr_sinks.modeling.checkpoints.load_checkpoint` accepts it under the same params), plus
     special_token_embeddings.safetensors and, for a checkpoint with AV-HuBERT LoRA,
     video_encoder_lora.safetensors. experiment.json records the source under ``imported_from``.
     """

@@ -26,7 +26,7 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.llama.modeling_llama import repeat_kv
 
-from avsr_sinks.spec import ActSpec
+from avsr_sinks.settings.spec import ActSpec
 
 ACT = "act"
 
@@ -199,7 +199,9 @@ def act_attention_forward(
     """
     state = _ACTIVE.get(id(module.config))
     if state is None:
-        raise RuntimeError('attention implementation "act" is only usable inside avsr_sinks.act.calibrate()')
+        raise RuntimeError(
+            'attention implementation "act" is only usable inside avsr_sinks.decoding.act.calibrate()'
+        )
     layer = module.layer_idx
     key_states = repeat_kv(key, module.num_key_value_groups)
     value_states = repeat_kv(value, module.num_key_value_groups)

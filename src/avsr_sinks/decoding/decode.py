@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from avsr_sinks.features import FeatureDataset, collate_features
+from avsr_sinks.features.store import FeatureDataset, collate_features
 from avsr_sinks.io import atomic_path, write_json_atomic
-from avsr_sinks.model import AVSRModel
+from avsr_sinks.modeling.avsr_model import AVSRModel
 
 log = logging.getLogger(__name__)
 

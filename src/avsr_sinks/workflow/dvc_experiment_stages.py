@@ -1,15 +1,15 @@
 """dvc.yaml's stages of the experiments: training per task and method, ACT's head search, decoding and
-analysis (avsr_sinks.dvcgen assembles them with the data and report stages)."""
+analysis (avsr_sinks.workflow.dvc_yaml assembles them with the data and report stages)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from avsr_sinks import pipeline
-from avsr_sinks.dvc_stage import LIB, MODEL_CODE, PY, feature_flags, stage
-from avsr_sinks.grid import Experiment, build_grid
-from avsr_sinks.spec import resolve_run, warm_start_sources
+from avsr_sinks.settings.grid import Experiment, build_grid
+from avsr_sinks.settings.spec import resolve_run, warm_start_sources
+from avsr_sinks.workflow import paths
+from avsr_sinks.workflow.dvc_stage import LIB, MODEL_CODE, PY, feature_flags, stage
 
 ENCODER_PARAMS = {"audio": "audio_encoder", "video": "video_encoder"}
 
@@ -26,29 +26,27 @@ def spec_keys(params: Mapping[str, Any], experiments: list[Experiment], decoding
 def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
     """Per task: one training stage per method, then that method's decoding stages."""
     stages: dict[str, Any] = {}
-    corpus = pipeline.corpus_root(params)
+    corpus = paths.corpus_root(params)
     corpus_deps = [corpus]
     llm = params["llm"]
     experiments = build_grid(params)
     for task in dict.fromkeys(e.task for e in experiments):
         modalities = next(e.modalities for e in experiments if e.task == task)
-        train_features = {m: pipeline.feature_dir(params, m, "train", "clean") for m in modalities}
+        train_features = {m: paths.feature_dir(params, m, "train", "clean") for m in modalities}
         # As the train rule: only a task whose augmentation mixes in noise reads the noisy view.
-        noisy_features = pipeline.noisy_train_features(params, next(e for e in experiments if e.task == task))
+        noisy_features = paths.noisy_train_features(params, next(e for e in experiments if e.task == task))
         noisy_flags = " " + feature_flags(noisy_features, "--noisy-features") if noisy_features else ""
         warm_tasks = params["train"]["warm_start"][task]
         # One training stage per method, so that a decorr.* change reruns only the decorr runs.
-        for method in dict.fromkeys(e.method for e in pipeline.trained_experiments(params) if e.task == task):
-            trained = [
-                e for e in pipeline.trained_experiments(params) if e.task == task and e.method == method
-            ]
+        for method in dict.fromkeys(e.method for e in paths.trained_experiments(params) if e.task == task):
+            trained = [e for e in paths.trained_experiments(params) if e.task == task and e.method == method]
             # A warm start reads other experiments' checkpoints, whose names a matrix cannot derive: those
             # stages iterate over a dict that names them per experiment (foreach), the others over a matrix.
             if warm_tasks:
                 loop: dict[str, Any] = {
                     "foreach": {
                         e.name: {
-                            source.task: pipeline.checkpoint_dir(source)
+                            source.task: paths.checkpoint_dir(source)
                             for source in warm_start_sources(params, e)
                         }
                         for e in trained
@@ -64,30 +62,30 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                 )
             training = stage(
                 f"{PY}/train.py --params params.yaml --experiment {name} --corpus-dir {corpus}"
-                f" --utterances {pipeline.usable_list(params, 'train')}"
+                f" --utterances {paths.usable_list(params, 'train')}"
                 f" {feature_flags(train_features)}{noisy_flags}"
                 + "".join(f" --warm-start {path}" for path in warm.values())
                 + f" --lm-dir {llm['path']}"
-                f" --out-dir {pipeline.checkpoint_dir(name)}"
-                f" --resume-dir {pipeline.resume_dir(name)}",
+                f" --out-dir {paths.checkpoint_dir(name)}"
+                f" --resume-dir {paths.resume_dir(name)}",
                 deps=[
                     *corpus_deps,
-                    pipeline.usable_list(params, "train"),
+                    paths.usable_list(params, "train"),
                     *train_features.values(),
                     *noisy_features.values(),
                     *warm.values(),
                     llm["path"],
                     "workflow_scripts/train.py",
-                    f"{LIB}/experiment_training.py",
-                    f"{LIB}/train.py",
-                    f"{LIB}/training_state.py",
-                    f"{LIB}/nonfinite.py",
-                    f"{LIB}/augment.py",
-                    f"{LIB}/losses.py",
+                    f"{LIB}/workflow/training_stage.py",
+                    f"{LIB}/training/train.py",
+                    f"{LIB}/training/training_state.py",
+                    f"{LIB}/training/nonfinite.py",
+                    f"{LIB}/features/augment.py",
+                    f"{LIB}/training/losses.py",
                     *MODEL_CODE,
                 ],
                 params=spec_keys(params, trained, decoding=False),
-                outs=[pipeline.checkpoint_dir(name)],
+                outs=[paths.checkpoint_dir(name)],
             )
             stages[f"train_{task}_{method}"] = (
                 {**loop, "do": training} if warm_tasks else {**loop, **training}
@@ -112,58 +110,63 @@ def _decoding_stages(
     task, method = first.task, first.method
     setting = "${item.setting}"
     name = f"{setting}-{method}-s${{item.seed}}"
-    ckpt = pipeline.checkpoint_dir(f"{setting}-{first.trained.method}-s${{item.seed}}")
+    ckpt = paths.checkpoint_dir(f"{setting}-{first.trained.method}-s${{item.seed}}")
     corpus = corpus_deps[0]
     matrix = {
         "setting": list(dict.fromkeys(f"{e.task}-{e.rates}" for e in experiments)),
         "seed": list(dict.fromkeys(e.seed for e in experiments)),
     }
-    code = ["workflow_scripts/evaluate.py", f"{LIB}/checkpoint_stages.py", f"{LIB}/decode.py", *MODEL_CODE]
+    code = [
+        "workflow_scripts/evaluate.py",
+        f"{LIB}/workflow/checkpoint_stages.py",
+        f"{LIB}/decoding/decode.py",
+        *MODEL_CODE,
+    ]
     decoding = spec_keys(params, experiments, decoding=True)
-    heads, head_flags, head_deps = pipeline.act_heads_json(name), "", []
+    heads, head_flags, head_deps = paths.act_heads_json(name), "", []
     stages: dict[str, Any] = {}
     if method == "act":
-        val = {m: pipeline.feature_dir(params, m, "val", "clean") for m in modalities}
+        val = {m: paths.feature_dir(params, m, "val", "clean") for m in modalities}
         stages[f"act_heads_{task}"] = {
             "matrix": matrix,
             **stage(
                 f"{PY}/search_act_heads.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
-                f" --corpus-dir {corpus} --utterances {pipeline.usable_list(params, 'val')}"
+                f" --corpus-dir {corpus} --utterances {paths.usable_list(params, 'val')}"
                 f" {feature_flags(val)} --out-json {heads}",
                 deps=[
                     *corpus_deps,
-                    pipeline.usable_list(params, "val"),
+                    paths.usable_list(params, "val"),
                     ckpt,
                     *val.values(),
                     llm_path,
                     "workflow_scripts/search_act_heads.py",
-                    f"{LIB}/act.py",
-                    f"{LIB}/act_search.py",
+                    f"{LIB}/decoding/act.py",
+                    f"{LIB}/decoding/act_search.py",
                     *code[1:],
                 ],
                 params=decoding,
                 outs=[{heads: {"cache": False}}],
             ),
         }
-        head_flags, head_deps = f" --act-heads {heads}", [heads, f"{LIB}/act.py"]
-    test = {m: pipeline.feature_dir(params, m, "test", "${item.condition}") for m in modalities}
-    test_list = pipeline.usable_list(params, "test")
-    out_json = pipeline.eval_json(name, "${item.condition}")
+        head_flags, head_deps = f" --act-heads {heads}", [heads, f"{LIB}/decoding/act.py"]
+    test = {m: paths.feature_dir(params, m, "test", "${item.condition}") for m in modalities}
+    test_list = paths.usable_list(params, "test")
+    out_json = paths.eval_json(name, "${item.condition}")
     stages[f"evaluate_{task}_{method}"] = {
         "matrix": {**matrix, "condition": list(params["evaluate"]["conditions"])},
         **stage(
             f"{PY}/evaluate.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
             f" --corpus-dir {corpus} --utterances {test_list} {feature_flags(test)}{head_flags}"
             f" --condition ${{item.condition}} --out-json {out_json}"
-            f" --out-csv {pipeline.eval_csv(name, '${item.condition}')}",
+            f" --out-csv {paths.eval_csv(name, '${item.condition}')}",
             deps=[*corpus_deps, test_list, ckpt, *head_deps, *test.values(), llm_path, *code],
             params=decoding,
-            outs=[{pipeline.eval_csv(name, "${item.condition}"): {"cache": False}}],
+            outs=[{paths.eval_csv(name, "${item.condition}"): {"cache": False}}],
             metrics=[{out_json: {"cache": False}}],
         ),
     }
-    clean = {m: pipeline.feature_dir(params, m, "test", "clean") for m in modalities}
-    metrics, arrays = pipeline.analysis_files(name)
+    clean = {m: paths.feature_dir(params, m, "test", "clean") for m in modalities}
+    metrics, arrays = paths.analysis_files(name)
     stages[f"analyze_{task}_{method}"] = {
         "matrix": matrix,
         **stage(
@@ -178,10 +181,10 @@ def _decoding_stages(
                 *clean.values(),
                 llm_path,
                 "workflow_scripts/analyze.py",
-                f"{LIB}/checkpoint_stages.py",
-                f"{LIB}/analysis.py",
-                f"{LIB}/capture.py",
-                f"{LIB}/layer_outputs.py",
+                f"{LIB}/workflow/checkpoint_stages.py",
+                f"{LIB}/analysis/metrics.py",
+                f"{LIB}/analysis/capture.py",
+                f"{LIB}/analysis/layer_outputs.py",
                 *MODEL_CODE,
             ],
             params=[*decoding, "analysis"],

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from avsr_sinks.features import FeatureStore
+from avsr_sinks.features.store import FeatureStore
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from avsr_sinks.augment import FeatureAugmenter
-from avsr_sinks.cli import modality_path
-from avsr_sinks.experiment import augment_config, model_config, train_config, warm_start
-from avsr_sinks.experiment_inputs import add_split_arguments, feature_stores, split_dataset
-from avsr_sinks.grid import parse_name
-from avsr_sinks.model import AVSRModel
+from avsr_sinks.features.augment import FeatureAugmenter
+from avsr_sinks.modeling.avsr_model import AVSRModel
+from avsr_sinks.modeling.checkpoints import augment_config, model_config, train_config, warm_start
 from avsr_sinks.modeling.llm import load_llm
-from avsr_sinks.pipeline import noisy_train_features
-from avsr_sinks.spec import resolve_run, warm_start_sources
-from avsr_sinks.train import seed_everything, train
+from avsr_sinks.settings.grid import parse_name
+from avsr_sinks.settings.spec import resolve_run, warm_start_sources
+from avsr_sinks.training.train import seed_everything, train
+from avsr_sinks.workflow.cli import modality_path
+from avsr_sinks.workflow.experiment_inputs import add_split_arguments, feature_stores, split_dataset
+from avsr_sinks.workflow.paths import noisy_train_features
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from avsr_sinks.io import atomic_path
-from avsr_sinks.model import AVSRModel
-from avsr_sinks.spec import differences
+from avsr_sinks.modeling.avsr_model import AVSRModel
+from avsr_sinks.settings.spec import differences
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The pieces every generated DVC stage is made of (avsr_sinks.dvcgen assembles dvc.yaml from them)."""
+"""The pieces every generated DVC stage is made of (avsr_sinks.workflow.dvc_yaml assembles dvc.yaml from
+them)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ PY = "python workflow_scripts"
 LIB = "src/avsr_sinks"
 # Library modules every model stage imports, so a code change reruns what it affects.
 MODEL_CODE = [
-    f"{LIB}/model.py",
+    f"{LIB}/modeling/avsr_model.py",
     f"{LIB}/modeling/layers.py",
     f"{LIB}/modeling/llm.py",
-    f"{LIB}/features.py",
-    f"{LIB}/experiment.py",
-    f"{LIB}/experiment_inputs.py",
-    f"{LIB}/spec.py",
-    f"{LIB}/config.py",
+    f"{LIB}/features/store.py",
+    f"{LIB}/modeling/checkpoints.py",
+    f"{LIB}/workflow/experiment_inputs.py",
+    f"{LIB}/settings/spec.py",
+    f"{LIB}/settings/config.py",
 ]
 
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from avsr_sinks.data.noise import noise_condition
-from avsr_sinks.grid import Experiment, build_grid, parse_name
-from avsr_sinks.spec import resolve_run
+from avsr_sinks.settings.grid import Experiment, build_grid, parse_name
+from avsr_sinks.settings.spec import resolve_run
 
 SPLITS = ("train", "val", "test")
 

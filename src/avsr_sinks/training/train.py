@@ -22,14 +22,14 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from avsr_sinks import training_state
-from avsr_sinks.augment import FeatureAugmenter
 from avsr_sinks.data.dataset import FrameBudgetBatchSampler
-from avsr_sinks.features import FeatureDataset, collate_features
+from avsr_sinks.features.augment import FeatureAugmenter
+from avsr_sinks.features.store import FeatureDataset, collate_features
 from avsr_sinks.io import atomic_path, git_commit
-from avsr_sinks.losses import decorrelation_loss
-from avsr_sinks.model import AVSRModel
-from avsr_sinks.nonfinite import NonFiniteStep
+from avsr_sinks.modeling.avsr_model import AVSRModel
+from avsr_sinks.training import training_state
+from avsr_sinks.training.losses import decorrelation_loss
+from avsr_sinks.training.nonfinite import NonFiniteStep
 
 log = logging.getLogger(__name__)
 

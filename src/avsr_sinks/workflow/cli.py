@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from avsr_sinks.config import ConfigError, load_params
 from avsr_sinks.data.manifest import DataError, SplitError
 from avsr_sinks.data.media import MediaError
-from avsr_sinks.nonfinite import NonFiniteLossError
+from avsr_sinks.settings.config import ConfigError, load_params
+from avsr_sinks.training.nonfinite import NonFiniteLossError
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ turns plain tensors into the metrics (JSON) and the arrays behind the figures (n
 ``write_analysis`` writes as ``results/analysis/<exp>/{metrics.json,arrays.npz}``. Layer ``l`` means
 decoder layer ``l`` (0-based): its attention ``attentions[l]``, its MLP output ``mlp_outputs[l]`` and its
 own output ``hidden_states[l + 1]``, the last layer's taken before the model's final norm (which would hide
-its massive activations; see avsr_sinks.layer_outputs).
+its massive activations; see avsr_sinks.analysis.layer_outputs).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from avsr_sinks.model import Segment
+from avsr_sinks.modeling.avsr_model import Segment
 
 
 def sink_scores(attention: torch.Tensor, length: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from avsr_sinks.grid import Experiment, build_grid
+from avsr_sinks.settings.grid import Experiment, build_grid
 
 
 @dataclass(frozen=True)

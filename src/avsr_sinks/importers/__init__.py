@@ -1,0 +1,1 @@
+"""Foreign checkpoints: the Llama-AVSR authors' checkpoints converted into this pipeline's."""

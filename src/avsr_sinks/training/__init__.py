@@ -1,0 +1,3 @@
+"""Training the projectors and LoRA adapters: the loop, its resume and averaging saves, the decorrelation
+loss and the non-finite guard.
+"""

@@ -1,0 +1,22 @@
+"""The corpus check a researcher runs by hand (workflow_scripts/check_corpus.py): the corpus check stages'
+two passes with the configuration's settings, so that both accept and refuse the same samples."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from avsr_sinks.data.validation import CorpusRules, check_corpus
+from avsr_sinks.modeling.llm import load_tokenizer
+
+
+def check_configured_corpus(
+    params: Mapping[str, Any], root: Path | None, splits: Sequence[str]
+) -> dict[str, Any]:
+    """check_corpus on ``root`` (default: corpus.root) under params' rules, the transcripts checked against
+    the LLM's tokenizer where the LLM is installed (the text pass is skipped otherwise)."""
+    llm = Path(params["llm"]["path"])
+    tokenizer = load_tokenizer(llm) if (llm / "config.json").is_file() else None
+    corpus = root or Path(params["corpus"]["root"])
+    return check_corpus(corpus, CorpusRules.from_params(params), splits, tokenizer)
