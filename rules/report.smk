@@ -97,6 +97,23 @@ rule claims_table:
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
 
 
+rule tables_page:
+    input:
+        paths.results_tables(),
+    output:
+        report(paths.TABLES_PAGE, caption="captions/tables_page.rst", category="Tables", subcategory="All tables"),
+    log:
+        "logs/report/tables_page.log",
+    benchmark:
+        "logs/benchmarks/report/tables_page.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "python workflow_scripts/make_tables_page.py --tables {input:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule figures:
     input:
         [paths.analysis_files(e)[1] for e in EXPERIMENTS.values()],

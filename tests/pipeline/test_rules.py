@@ -10,8 +10,9 @@ from tests.conftest import REPO
 
 # Rules that make their output from nothing but their parameters or an installed package.
 NO_INPUT = {"convert_whisper", "make_corpus"}
-# The bundled Whisper has nothing to configure; the claims table reads two tables by criteria in its code.
-NO_PARAMS = {"convert_whisper", "claims_table"}
+# The bundled Whisper has nothing to configure; the claims table reads two tables by criteria in its code;
+# the tables page lays out the tables it reads.
+NO_PARAMS = {"convert_whisper", "claims_table", "tables_page"}
 # Rules whose memory and time grow with each retry (`--retries`), the long model jobs.
 SCALED = {"train", "evaluate", "act_heads", "analyze", "audio_features", "video_features"}
 

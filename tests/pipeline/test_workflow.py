@@ -138,7 +138,15 @@ def test_changing_decorr_lambda_replans_only_the_decorrelation_chain(ci_run: tup
     }
     report = {
         (rule, "")
-        for rule in ("wer_tables", "summary_tables", "sink_tables", "claims_table", "figures", "all")
+        for rule in (
+            "wer_tables",
+            "summary_tables",
+            "sink_tables",
+            "claims_table",
+            "tables_page",
+            "figures",
+            "all",
+        )
     }
     assert _planned_jobs(result.stdout + result.stderr) == chain | report
 

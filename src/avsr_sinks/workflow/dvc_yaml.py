@@ -209,6 +209,15 @@ def _report_stages(params: Mapping[str, Any]) -> dict[str, Any]:
         ],
         outs=[{path: {"cache": False}} for path in summary],
     )
+    stages["tables_page"] = stage(
+        f"{PY}/make_tables_page.py --tables {' '.join(paths.results_tables())} --out {paths.TABLES_PAGE}",
+        deps=[
+            *paths.results_tables(),
+            "workflow_scripts/make_tables_page.py",
+            f"{LIB}/report/tables_page.py",
+        ],
+        outs=[{paths.TABLES_PAGE: {"cache": False}}],
+    )
     return stages
 
 

@@ -163,6 +163,8 @@ MAIN_TABLES = ("results/tables/main.csv", "results/tables/main.md", "results/tab
 ROBUSTNESS_TABLES = ("results/tables/robustness.csv", "results/tables/robustness.md")
 PAPER_TABLES = ("results/tables/paper_vs_reproduced.csv", "results/tables/paper_vs_reproduced.md")
 PAPER_RESULTS = "references/paper_results.yaml"  # the paper's published numbers, each with its source
+# Every table above on one HTML page: the report shows HTML, and offers CSV only as a download.
+TABLES_PAGE = "results/tables/index.html"
 FIGURES_DIR = "results/figures"
 FIGURES_INDEX = f"{FIGURES_DIR}/index.json"  # lists every figure drawn, inside the figures rule's folder
 
@@ -171,10 +173,16 @@ def eval_targets(params: Mapping[str, Any]) -> list[str]:
     return [eval_json(e, c) for e in build_grid(params) for c in params["evaluate"]["conditions"]]
 
 
+def results_tables() -> list[str]:
+    """The CSV of every results table (the tables page shows them all)."""
+    groups = (MAIN_TABLES, ROBUSTNESS_TABLES, PAPER_TABLES, CLAIMS_TABLES, SINK_TABLES, WER_TABLES)
+    return [group[0] for group in groups]
+
+
 def final_targets(params: Mapping[str, Any]) -> list[str]:
     """Everything a full run produces at the top of the DAG (Snakemake's rule all)."""
     targets = [*WER_TABLES, *MAIN_TABLES, *ROBUSTNESS_TABLES, *PAPER_TABLES, *SINK_TABLES, *CLAIMS_TABLES]
-    targets.append(FIGURES_DIR)
+    targets += [TABLES_PAGE, FIGURES_DIR]
     targets += [path for split in SPLITS for path in (skip_report(params, split), check_card(params, split))]
     if params["corpus"]["kind"] == "synthetic":
         targets += [corpus_card(params, "md"), corpus_card(params, "json"), corpus_intelligibility(params)]

@@ -1,0 +1,114 @@
+"""The HTML report in a real browser (headless Chromium, which `.ci/run` installs from Debian's packages):
+the menu lists the tables and figures, the tables page renders its tables, and a figure renders as an
+image with drawn pixels. The report's own app is driven through its view function, as its buttons are."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.pipeline.workspace import snakemake
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browse(page: Path, *flags: str) -> str:
+    """Chromium's rendered DOM of ``page`` (or, with --screenshot, its log), after its scripts ran."""
+    command = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000"]
+    done = subprocess.run(
+        [*command, "--window-size=1400,1000", *flags, page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def driven(report: Path, view: dict[str, str] | None, name: str) -> Path:
+    """A copy of the report that opens ``view`` once its app has started (None: the start page)."""
+    page = report.with_name(name)
+    script = (
+        ""
+        if view is None
+        else f"<script>window.addEventListener('load', () => app.setView({json.dumps(view)}));</script>"
+    )
+    page.write_text(report.read_text().replace("</body>", script + "</body>"))
+    return page
+
+
+def decoded(data_uri: str) -> bytes:
+    header, _, payload = data_uri.partition(",")
+    return base64.b64decode(payload) if header.endswith(";base64") else unquote(payload).encode()
+
+
+@pytest.fixture(scope="module")
+def report(ci_run: tuple[Path, str]) -> tuple[Path, dict]:
+    if BROWSER is None:
+        pytest.fail("no chromium on PATH: `.ci/run` installs Debian's chromium package")
+    work, _ = ci_run
+    report = work / "results/report.html"
+    if not report.is_file():
+        done = snakemake(["--report", str(report), "--cores", "1", "--configfile", "configs/ci.yaml"], work)
+        assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", report.read_text(), re.DOTALL).group(1))
+    return report, results
+
+
+@pytest.mark.slow
+def test_the_menu_lists_the_tables_and_figures(report: tuple[Path, dict], tmp_path: Path) -> None:
+    dom = browse(
+        driven(report[0], {"navbarMode": "category", "category": "Tables"}, "menu.html"), "--dump-dom"
+    )
+    for subcategory in ("WER", "Sinks", "All tables"):
+        assert subcategory in dom, f"the Tables menu does not show {subcategory}"
+    start = browse(driven(report[0], None, "start.html"), "--dump-dom")
+    assert "Tables" in start and "Figures" in start
+
+
+@pytest.mark.slow
+def test_the_tables_page_shows_every_table(report: tuple[Path, dict]) -> None:
+    path, results = report
+    key = next(k for k in results if k.endswith("tables/index.html"))
+    entry = results[key]
+    dom = browse(
+        driven(path, {"content": "html", "contentPath": entry["data_uri"], "resultPath": key}, "t.html"),
+        "--dump-dom",
+    )
+    frames = re.findall(r'<iframe[^>]+src="([^"]+)"', dom)
+    assert len(frames) == 1, "the tables page is shown in one frame"
+    page = decoded(frames[0].replace("&amp;", "&")).decode()
+    work = path.parents[1]
+    assert page.count("<table") == 6 and "Main result" in page and "claims" in page
+    wer = pd.read_csv(work / "results/tables/wer.csv")
+    assert str(wer["experiment"].iloc[0]) in page
+    # The page as the frame renders it: its tables have cells.
+    framed = path.with_name("tables-page.html")
+    framed.write_text(page)
+    assert browse(framed, "--dump-dom").count("<td") >= len(wer)
+
+
+@pytest.mark.slow
+def test_a_figure_renders_as_an_image_with_drawn_pixels(report: tuple[Path, dict], tmp_path: Path) -> None:
+    path, results = report
+    key = next(k for k in results if k.endswith("-sinks.png"))
+    view = {"content": "img", "contentPath": results[key]["data_uri"], "resultPath": key}
+    page = driven(path, view, "figure.html")
+    dom = browse(page, "--dump-dom")
+    assert re.search(r'<img[^>]+src="data:image/png', dom), "the figure view holds no image"
+    shot = tmp_path / "figure.png"
+    browse(page, f"--screenshot={shot}")
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
+    colours = np.unique(pixels // 16, axis=0)
+    # A blank or failed view has a handful of colours; the figure's heat maps and text have hundreds.
+    assert len(colours) > 100, f"the screenshot shows {len(colours)} colours"
