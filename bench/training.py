@@ -37,11 +37,12 @@ from avsr_sinks.data.media import read_audio
 from avsr_sinks.encoders.whisper import load_audio_encoder
 from avsr_sinks.features.store import FeatureDataset, FeatureStore, collate_features
 from avsr_sinks.modeling.avsr_model import AVSRModel
-from avsr_sinks.modeling.checkpoints import model_config, train_config
+from avsr_sinks.modeling.checkpoints import model_config
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.settings.config import load_params
 from avsr_sinks.settings.grid import parse_name
 from avsr_sinks.settings.spec import resolve_run
+from avsr_sinks.training.from_spec import train_config
 from avsr_sinks.training.losses import decorrelation_loss
 from avsr_sinks.training.train import make_optimizer
 from avsr_sinks.workflow.paths import experiment_features

@@ -77,10 +77,10 @@ def test_a_noisy_cache_missing_an_utterance_is_named() -> None:
 
 
 def test_time_mask_may_differ_per_task(tmp_path) -> None:
-    from avsr_sinks.modeling.checkpoints import augment_config
     from avsr_sinks.settings.config import ConfigError, load_params
     from avsr_sinks.settings.grid import parse_name
     from avsr_sinks.settings.spec import resolve_run
+    from avsr_sinks.training.from_spec import augment_config
     from tests.conftest import REPO
 
     overlay = tmp_path / "mask.yaml"

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from avsr_sinks.data.intelligibility import whisper_error_rates
 from avsr_sinks.data.validation import read_usable
+from avsr_sinks.embedded.intelligibility import whisper_error_rates
 from avsr_sinks.io import write_json_atomic
 from avsr_sinks.workflow import cli
 

@@ -141,6 +141,7 @@ class NoiseBank:
             media.write_audio(Path(folder) / f"{kind}.wav", track / peak, self.sample_rate)
 
 
+TEXT_ONLY = "text_only"  # the evaluation condition that drops every modality (the LLM's text-only floor)
 _CONDITION = re.compile(r"^(?P<kind>babble|white)(?P<snrs>-?\d+(?:_-?\d+)*)db$")
 
 

@@ -26,7 +26,6 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from avsr_sinks.analysis.layer_outputs import decoder_layers
 from avsr_sinks.decoding.act import (
     Calibration,
     Head,
@@ -135,7 +134,7 @@ class SingleHeadScorer:
         ) as found:
             self.decoder(inputs_embeds=prefix.inputs_embeds, attention_mask=prefix.attention_mask)
         # Under calibrate() with no heads: eager attention, as the calibrated passes compute their layers.
-        with calibrate(self.model, ()), _recorded_inputs(decoder_layers(self.model.llm)) as inputs:
+        with calibrate(self.model, ()), _recorded_inputs(self.decoder.layers) as inputs:
             self.decoder(
                 inputs_embeds=full.inputs_embeds, attention_mask=full.attention_mask, use_cache=False
             )

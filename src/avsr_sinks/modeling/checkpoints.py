@@ -1,22 +1,18 @@
-"""A run spec's stage settings (model, training, augmentation), and loading a checkpoint under its record."""
+"""The model of a run spec, warm starts from other checkpoints, and loading a checkpoint under its record."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
-from avsr_sinks.decoding.act import calibrate_as_set
-from avsr_sinks.features.augment import AugmentConfig
 from avsr_sinks.io import load_safetensors
 from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.settings.spec import RunSpec, differences
-from avsr_sinks.training.train import TrainConfig
 
 # Optional files of a checkpoint folder (avsr_sinks.importers.llama_avsr writes them). The rows of the LLM's
 # added special tokens that the checkpoint was trained with: tensors input_embeddings and, for untied
@@ -44,35 +40,6 @@ def model_config(spec: RunSpec, input_dims: Mapping[str, int]) -> ModelConfig:
         prompt=m.prompt,
         ctc_head=spec.train.ctc_head,
         ctc_modalities=spec.train.ctc_modalities,
-    )
-
-
-def train_config(spec: RunSpec) -> TrainConfig:
-    t = spec.train
-    return TrainConfig(
-        seed=spec.experiment.seed,
-        lr=t.lr,
-        betas=t.betas,
-        weight_decay=t.weight_decay,
-        epochs=t.epochs,
-        max_frames=t.max_frames,
-        grad_clip=t.grad_clip,
-        checkpoint_every=t.checkpoint_every,
-        projector_lr_multiplier=t.projector_lr_multiplier,
-        lora_lr_multiplier=t.lora_lr_multiplier,
-        ctc_weight=t.ctc_weight,
-        ctc_warmup_steps=t.ctc_warmup_steps,
-        average_last=t.average_last,
-        decorr_lambda=spec.decorr.weight if spec.decorr is not None else 0.0,
-        decorr_layers=spec.decorr.layers if spec.decorr is not None else None,
-        autocast_bf16_on_cpu=t.autocast_bf16_on_cpu,
-    )
-
-
-def augment_config(spec: RunSpec) -> AugmentConfig:
-    return AugmentConfig(
-        noise_probability=spec.train.noise_probability,
-        time_mask_max_seconds=spec.train.time_mask_max_seconds,
     )
 
 
@@ -141,46 +108,6 @@ def load_checkpoint(checkpoint: Path, spec: RunSpec, input_dims: Mapping[str, in
     if (checkpoint / SPECIAL_TOKEN_EMBEDDINGS).is_file():
         load_special_token_embeddings(model, checkpoint / SPECIAL_TOKEN_EMBEDDINGS)
     return model.to(torch.float32)
-
-
-def read_act_heads(path: Path, spec: RunSpec) -> list[list[int]]:
-    """The heads an ACT head search kept, refusing a search made for another checkpoint or settings."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no ACT head search for {spec.experiment.name}; run the act_heads rule"
-        )
-    stored = json.loads(path.read_text(encoding="utf-8"))
-    wanted = spec.eval_record()
-    mismatches = differences({k: stored.get(k) for k in wanted}, wanted)
-    if mismatches:
-        raise ValueError(
-            f"{path}: the head search was made under other settings:\n  " + "\n  ".join(mismatches)
-        )
-    if "kept_heads" not in stored:
-        raise ValueError(f"{path}: no kept_heads list; rerun the act_heads rule")
-    return stored["kept_heads"]
-
-
-@contextmanager
-def method_context(
-    model: AVSRModel, spec: RunSpec, act_heads: Path | None
-) -> Iterator[list[list[int]] | None]:
-    """Run the block as the experiment's method decodes: ACT calibrates the heads its search kept (and
-    yields them); the trained methods decode as they are (and yield None)."""
-    experiment = spec.experiment
-    if spec.act is None:
-        if act_heads is not None:
-            raise ValueError(
-                f"{experiment.name} is not an ACT experiment, but ACT heads ({act_heads}) were given"
-            )
-        yield None
-        return
-    if act_heads is None:
-        raise ValueError(f"{experiment.name} decodes with ACT: give the heads.json of its head search")
-    heads = read_act_heads(act_heads, spec)
-    with calibrate_as_set(model, [tuple(h) for h in heads], spec.act):
-        yield heads
 
 
 def load_special_token_embeddings(model: AVSRModel, path: Path) -> None:

@@ -13,10 +13,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from avsr_sinks.data.noise import parse_condition
+from avsr_sinks.data.noise import TEXT_ONLY, parse_condition
 from avsr_sinks.io import write_text_atomic
 from avsr_sinks.settings.grid import METHODS
-from avsr_sinks.workflow.paths import TEXT_ONLY
 
 SETTING = ["task", "rates"]
 MAIN_CONDITION = "clean"

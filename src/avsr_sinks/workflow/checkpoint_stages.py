@@ -10,15 +10,15 @@ from typing import Any
 
 from avsr_sinks.analysis.capture import collect, write_analysis
 from avsr_sinks.analysis.metrics import AnalysisThresholds
+from avsr_sinks.data.noise import TEXT_ONLY
 from avsr_sinks.decoding.act import ACT
 from avsr_sinks.decoding.act_search import search_act_heads
 from avsr_sinks.decoding.decode import decode_dataset, write_evaluation
+from avsr_sinks.decoding.method import method_context
 from avsr_sinks.features.store import FeatureDataset
 from avsr_sinks.io import git_commit, write_json_atomic
 from avsr_sinks.modeling.avsr_model import AVSRModel
-from avsr_sinks.modeling.checkpoints import method_context
 from avsr_sinks.settings.spec import RunSpec
-from avsr_sinks.workflow.paths import TEXT_ONLY
 
 
 def search_heads_stage(

@@ -78,6 +78,7 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                     "workflow_scripts/train.py",
                     f"{LIB}/workflow/training_stage.py",
                     f"{LIB}/training/train.py",
+                    f"{LIB}/training/from_spec.py",
                     f"{LIB}/training/training_state.py",
                     f"{LIB}/training/nonfinite.py",
                     f"{LIB}/features/augment.py",
@@ -120,6 +121,7 @@ def _decoding_stages(
         "workflow_scripts/evaluate.py",
         f"{LIB}/workflow/checkpoint_stages.py",
         f"{LIB}/decoding/decode.py",
+        f"{LIB}/decoding/method.py",
         *MODEL_CODE,
     ]
     decoding = spec_keys(params, experiments, decoding=True)
@@ -182,6 +184,7 @@ def _decoding_stages(
                 llm_path,
                 "workflow_scripts/analyze.py",
                 f"{LIB}/workflow/checkpoint_stages.py",
+                f"{LIB}/decoding/method.py",
                 f"{LIB}/analysis/metrics.py",
                 f"{LIB}/analysis/capture.py",
                 f"{LIB}/analysis/layer_outputs.py",

@@ -55,7 +55,7 @@ def _corpus_stages(params: Mapping[str, Any]) -> dict[str, Any]:
             paths.media_checked_list(params, "test"),
             enc["path"],
             "workflow_scripts/check_intelligibility.py",
-            f"{LIB}/data/intelligibility.py",
+            f"{LIB}/embedded/intelligibility.py",
         ],
         params=["audio_encoder.window_seconds"],
         outs=[],

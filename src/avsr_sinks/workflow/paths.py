@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from avsr_sinks.data.noise import noise_condition
+from avsr_sinks.data.noise import TEXT_ONLY, noise_condition
 from avsr_sinks.settings.grid import Experiment, build_grid, parse_name
 from avsr_sinks.settings.spec import resolve_run
 
@@ -60,9 +60,6 @@ def video_encoder_id(params: Mapping[str, Any]) -> str:
 
 
 MODALITIES = ("audio", "video")
-
-
-TEXT_ONLY = "text_only"  # the evaluation condition that drops every modality (the LLM's text-only floor)
 
 
 def feature_condition(modality: str, condition: str) -> str:

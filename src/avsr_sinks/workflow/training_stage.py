@@ -11,10 +11,11 @@ from typing import Any
 
 from avsr_sinks.features.augment import FeatureAugmenter
 from avsr_sinks.modeling.avsr_model import AVSRModel
-from avsr_sinks.modeling.checkpoints import augment_config, model_config, train_config, warm_start
+from avsr_sinks.modeling.checkpoints import model_config, warm_start
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.settings.grid import parse_name
 from avsr_sinks.settings.spec import resolve_run, warm_start_sources
+from avsr_sinks.training.from_spec import augment_config, train_config
 from avsr_sinks.training.train import seed_everything, train
 from avsr_sinks.workflow.cli import modality_path
 from avsr_sinks.workflow.experiment_inputs import add_split_arguments, feature_stores, split_dataset
