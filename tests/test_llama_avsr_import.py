@@ -28,13 +28,12 @@ from transformers import (
 )
 
 from avsr_sinks.encoders.avhubert import AVHubertConfig, AVHubertModel, add_lora
-from avsr_sinks.importers.llama_avsr import (
+from avsr_sinks.importers.llama_avsr import import_llama_avsr, requested_experiment
+from avsr_sinks.importers.llama_avsr_checkpoint import (
     AUTHORS_SPECIAL_TOKENS,
     ImportRefusedError,
-    import_llama_avsr,
     infer_config,
     read_checkpoint,
-    requested_experiment,
 )
 from avsr_sinks.modeling.checkpoints import VIDEO_ENCODER_LORA, load_checkpoint
 from avsr_sinks.settings.config import load_params

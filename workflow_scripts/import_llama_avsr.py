@@ -7,13 +7,8 @@ the checkpoint's model (configs/paper.yaml does for the attention-sink paper's L
 
 from pathlib import Path
 
-from avsr_sinks.importers.llama_avsr import (
-    ImportRefusedError,
-    import_llama_avsr,
-    infer_config,
-    read_checkpoint,
-    requested_experiment,
-)
+from avsr_sinks.importers.llama_avsr import import_checkpoint_file
+from avsr_sinks.importers.llama_avsr_checkpoint import ImportRefusedError
 from avsr_sinks.workflow import cli
 
 
@@ -28,11 +23,9 @@ def main() -> None:
     args = ap.parse_args()
     params = cli.start(args)
     try:
-        source = read_checkpoint(args.checkpoint)
-        inferred = infer_config(source)
-        print(f"{args.checkpoint} ({source.container}):\n{inferred.summary()}")
-        experiment = requested_experiment(args.experiment, args.audio_rate, args.video_rate, inferred)
-        import_llama_avsr(source, args.out, params, experiment, args.llm or Path(params["llm"]["path"]))
+        experiment = import_checkpoint_file(
+            args.checkpoint, args.out, params, args.experiment, args.audio_rate, args.video_rate, args.llm
+        )
     except ImportRefusedError as err:
         raise SystemExit(f"refused: {err}") from err
     print(f"wrote {args.out} as {experiment.name}")

@@ -26,7 +26,10 @@ CODE = sorted(
     ]
 )
 # The two readers of third-party torch checkpoints; both list a pickle's globals before loading it.
-PICKLE_READERS = {"src/avsr_sinks/encoders/fairseq_checkpoint.py", "src/avsr_sinks/importers/llama_avsr.py"}
+PICKLE_READERS = {
+    "src/avsr_sinks/encoders/fairseq_checkpoint.py",
+    "src/avsr_sinks/importers/llama_avsr_checkpoint.py",
+}
 
 
 def occurrences(pattern: str, lines_after: int = 0) -> list[str]:

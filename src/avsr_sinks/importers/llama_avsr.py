@@ -1,36 +1,8 @@
 """Import a checkpoint released by the Llama-AVSR authors as one of this project's checkpoint folders.
 
-Their checkpoints hold the state dict of their ``AVSR_LLMs`` module (models/modeling_AVSRLLM.py of
-umbertocappellazzo/Llama-AVSR), in one of two containers:
-
-- a released ``.pth`` (``model_avg_N.pth`` from utils/avg_checkpoints_original.py, the files of the
-  README's model zoo): a flat dict of tensors, keys relative to ``AVSR_LLMs``;
-- a Lightning ``epoch=N.ckpt``: the same tensors under ``"state_dict"`` with a ``model.`` prefix, plus
-  ``"hyper_parameters"`` (the command-line arguments, as a plain dict).
-
-Keys read (``i`` a decoder or encoder layer, ``m`` in ``audio``/``video``):
-
-- ``m_proj.0.weight|bias``, ``m_proj.2.weight|bias``: the projector Linear -> ReLU -> Linear, and
-  ``m_proj.3.weight|bias`` when its LayerNorm is on. Its input width is the encoder width times the rate
-  when frames are stacked, the encoder width when they are average-pooled.
-- ``llm.model.layers.i.self_attn.lora_down_X.weight`` (rank, in) and ``lora_up_X.weight`` (out, rank),
-  X in Q/K/V/O (their code adapts Q and V): hand-written LoRA adding
-  ``lora_up(lora_down(x)) * alpha / reduction_lora`` to the projection; the rank is
-  ``round(hidden / reduction_lora)``, so the scaling is not ``alpha / rank`` and is not in the shapes.
-- ``video_encoder.encoder.layers.i.self_attn.lora_down_Q|V.weight`` and ``lora_up_Q|V.weight``: LoRA on
-  AV-HuBERT's q and v projections, scaling 2 (set in modeling_AVSRLLM.py).
-- ``llm.model.embed_tokens.weight`` and ``llm.lm_head.weight``: the LLM's tables after they appended
-  ``<pad> <audio> </audio> <video> </video>`` (in that order, models/lightning.py); the appended rows are
-  randomly initialised and frozen, and the projectors and adapters were trained against them, so they
-  are carried over.
-- ``llm.model.layers.0.self_attn.q_proj.weight``, ``audio_encoder.*``, ``video_encoder.*``: frozen base
-  weights, read only to check the base LLM and to learn the encoder widths.
-
-Layout versions: the March 2025 release (projectors without LayerNorm, frames always stacked) and the
-November 2025 release of the attention-sink paper (optional LayerNorm, stacking or average pooling);
-their keys differ only by ``m_proj.3`` and the projector input width. Not handled (refused): the
-``audiovisual_avhubert`` mode (``audiovisual_encoder.*``, ``audiovisual_proj.*``), audio encoders other
-than Whisper, and an LLM without LoRA.
+:mod:`avsr_sinks.importers.llama_avsr_checkpoint` reads the file and infers its configuration (it describes
+their key layout); here the experiment it is imported as is chosen, the checkpoint is checked against that
+experiment, the params and the base LLM's folder, and its tensors are written under this project's names.
 
 Mapping onto this project's names: ``m_proj.j`` -> ``projectors.m.j``; ``lora_down_X`` ->
 ``...X_proj.lora_A.default.weight`` and ``lora_up_X`` -> ``lora_B`` (peft keeps nn.Linear's (out, in)
@@ -44,10 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import zipfile
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -56,304 +26,33 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import AutoConfig
 
+from avsr_sinks.importers.llama_avsr_checkpoint import (
+    AUTHORS_SPECIAL_TOKENS,
+    AVHUBERT_LORA_KEY,
+    AVHUBERT_LORA_SCALING,
+    BASE_WEIGHT_KEY,
+    EMBED_KEY,
+    LLM_LORA_KEY,
+    LM_HEAD_KEY,
+    LORA_PROJECTIONS,
+    ImportRefusedError,
+    InferredConfig,
+    SourceCheckpoint,
+    first_layer_lora_key,
+    infer_config,
+    lora_shape,
+    projector_evidence,
+    read_checkpoint,
+    shape_of,
+)
 from avsr_sinks.io import atomic_path, git_commit, require_model_folder, sha256_file
 from avsr_sinks.modeling.checkpoints import SPECIAL_TOKEN_EMBEDDINGS, VIDEO_ENCODER_LORA
 from avsr_sinks.modeling.llm import LLM_FILES
 from avsr_sinks.settings.grid import Experiment, parse_name
 from avsr_sinks.settings.spec import resolve_run
 
-# Appended to the tokenizer by models/lightning.py in one add_special_tokens call, so they take the
-# ids after the base vocabulary in this order.
-AUTHORS_SPECIAL_TOKENS = ("<pad>", "<audio>", "</audio>", "<video>", "</video>")
-AVHUBERT_LORA_SCALING = 2.0  # modeling_AVSRLLM.py sets self_attn.scaling_lora = 2 on every layer
-LORA_PROJECTIONS = {"Q": "q_proj", "K": "k_proj", "V": "v_proj", "O": "o_proj"}
 TASK_OF_MODALITY = {"audio": "asr", "video": "vsr", "audiovisual": "avsr"}  # their --modality values
 COMPRESSION_OF_MODE = {"stack": "stack", "avg-pooling": "avgpool"}  # their --compression-mode values
-
-# The LLMs their train.py accepts, by (hidden size, layers, width of v_proj's output): models/lightning.py
-# (llm_size, and the GQA widths hidden/4, hidden/3, hidden/8 of lora_up_V), layer counts from the
-# models' published configurations.
-KNOWN_LLMS = {
-    (2048, 22, 256): "TinyLlama/TinyLlama_v1.1",
-    (2048, 16, 512): "meta-llama/Llama-3.2-1B",
-    (3072, 28, 1024): "meta-llama/Llama-3.2-3B",
-    (4096, 32, 1024): "meta-llama/Meta-Llama-3-8B or meta-llama/Meta-Llama-3.1-8B",
-    (4096, 32, 4096): "meta-llama/Llama-2-7b-hf",
-    (5120, 40, 5120): "meta-llama/Llama-2-13b-hf",
-}
-
-_PROJECTOR_KEY = re.compile(r"^(audio|video)_proj\.(\d+)\.(weight|bias)$")
-_LLM_LORA_KEY = re.compile(r"^llm\.model\.layers\.(\d+)\.self_attn\.lora_(down|up)_([QKVO])\.weight$")
-_AVHUBERT_LORA_KEY = re.compile(
-    r"^video_encoder\.encoder\.layers\.(\d+)\.self_attn\.lora_(down|up)_([QKVO])\.weight$"
-)
-_LIGHTNING_PREFIX = "model."
-EMBED_KEY, LM_HEAD_KEY = "llm.model.embed_tokens.weight", "llm.lm_head.weight"
-BASE_WEIGHT_KEY = "llm.model.layers.0.self_attn.q_proj.weight"  # compared with the --llm folder's
-WHISPER_WIDTH_KEY = "audio_encoder.layer_norm.weight"
-AVHUBERT_WIDTH_KEY = "video_encoder.encoder.layer_norm.weight"
-
-
-class ImportRefusedError(ValueError):
-    """The checkpoint cannot be, or does not fit, the requested experiment."""
-
-
-@dataclass
-class SourceCheckpoint:
-    path: Path
-    state: dict[str, torch.Tensor]  # keys relative to their AVSR_LLMs module
-    container: str  # "state dict" or "lightning"
-    hyper_parameters: dict[str, Any] | None  # a Lightning checkpoint's command-line arguments
-
-
-def read_checkpoint(path: str | Path) -> SourceCheckpoint:
-    """Load a released ``.pth`` or a Lightning ``.ckpt`` with torch's weights-only unpickler.
-
-    No global beyond torch's allowlist is admitted: a released file is a dict of tensors, and Lightning
-    stores the hyper-parameters as a plain dict (it converts the argparse Namespace with ``vars``).
-    The file is memory-mapped, so only the tensors that are read leave the disk.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    if not zipfile.is_zipfile(path):
-        raise ImportRefusedError(f"{path}: not a torch zip checkpoint (torch.save with torch >= 1.6)")
-    foreign = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    if foreign:
-        raise ImportRefusedError(
-            f"{path}: refused to unpickle {', '.join(sorted(foreign))}: a Llama-AVSR checkpoint holds only "
-            "tensors and plain data; nothing was unpickled"
-        )
-    raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    if not isinstance(raw, Mapping):
-        raise ImportRefusedError(f"{path}: holds a {type(raw).__name__}, not a state dict")
-    container, hyper_parameters = "state dict", None
-    if isinstance(raw.get("state_dict"), Mapping):
-        container, hyper_parameters, raw = "lightning", raw.get("hyper_parameters"), raw["state_dict"]
-    state = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
-    if state and all(k.startswith(_LIGHTNING_PREFIX) for k in state):
-        state = {k[len(_LIGHTNING_PREFIX) :]: v for k, v in state.items()}
-    return SourceCheckpoint(path, state, container, dict(hyper_parameters) if hyper_parameters else None)
-
-
-@dataclass(frozen=True)
-class LoraShape:
-    rank: int
-    layers: int
-    projections: tuple[str, ...]  # our module names, e.g. ("q_proj", "v_proj")
-    in_features: dict[str, int]
-    out_features: dict[str, int]
-
-
-@dataclass(frozen=True)
-class InferredConfig:
-    """What the keys and shapes of a checkpoint say about the model that wrote it."""
-
-    modalities: tuple[str, ...]  # in our input order
-    projector_inputs: dict[str, int]
-    projector_hidden: int
-    projector_layernorm: bool
-    llm_hidden: int
-    llm_lora: LoraShape
-    encoder_widths: dict[str, int]  # only where the file holds the encoder
-    audio_encoder: str | None  # family of the stored audio encoder; None when not stored
-    # "stack" or "avgpool" when an encoder width is known (else None: the params decide), and the rate
-    # each stacking projector implies.
-    compression: str | None
-    stacking_rates: dict[str, int]
-    embedding_rows: int | None
-    video_encoder_lora: LoraShape | None
-    llm_guess: str = ""  # the model their code lists with these shapes
-
-    def summary(self) -> str:
-        lora = self.llm_lora
-        lines = [
-            f"modalities: {', '.join(self.modalities)}",
-            f"projector: input {self.projector_inputs}, hidden {self.projector_hidden}, "
-            f"LayerNorm {'on' if self.projector_layernorm else 'off'}",
-            f"compression: {self.compression or 'not in the shapes (no encoder weights): from the params'}"
-            + (f", stacking rates {self.stacking_rates}" if self.stacking_rates else ""),
-            f"encoder widths: {self.encoder_widths or 'not stored'}"
-            + (f" (audio encoder: {self.audio_encoder})" if self.audio_encoder else ""),
-            f"LLM: hidden {self.llm_hidden}, {lora.layers} layers, v_proj width "
-            f"{lora.out_features.get('v_proj', '?')}: {self.llm_guess or 'not a model their code lists'}",
-            f"LLM LoRA: rank {lora.rank} on {', '.join(lora.projections)}",
-            f"LLM input table: {self.embedding_rows} rows, the appended special-token rows carried over"
-            if self.embedding_rows
-            else "LLM input table: not stored, so the special tokens keep this pipeline's own random rows",
-            "AV-HuBERT LoRA: "
-            + (
-                f"rank {self.video_encoder_lora.rank} on {', '.join(self.video_encoder_lora.projections)} "
-                f"of {self.video_encoder_lora.layers} layers, scaling {AVHUBERT_LORA_SCALING:g}"
-                if self.video_encoder_lora
-                else "none"
-            ),
-        ]
-        return "\n".join(lines)
-
-
-def _shape(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def _lora_shape(
-    state: Mapping[str, torch.Tensor], pattern: re.Pattern[str], path: Path
-) -> tuple[LoraShape | None, dict[tuple[int, str, str], str]]:
-    """The rank, layers and adapted projections of one family of hand-written LoRA keys, and the keys by
-    (layer, direction, letter)."""
-    keys = {(int(m[1]), m[2], m[3]): k for k in state if (m := pattern.match(k))}
-    if not keys:
-        return None, {}
-    layers = sorted({layer for layer, _, _ in keys})
-    letters = sorted({letter for _, _, letter in keys}, key="QKVO".index)
-    wanted = {
-        (layer, d, letter) for layer in range(layers[-1] + 1) for d in ("down", "up") for letter in letters
-    }
-    if missing := sorted(wanted - set(keys)):
-        layer, direction, letter = missing[0]
-        raise ImportRefusedError(
-            f"{path}: LoRA on {', '.join(letters)} in layers {layers[0]}..{layers[-1]}, but no "
-            f"layer {layer} lora_{direction}_{letter} ({len(missing)} such keys missing)"
-        )
-    first = keys[(0, "down", letters[0])]
-    rank = state[first].shape[0]
-    in_features, out_features = {}, {}
-    for (_, direction, letter), key in keys.items():
-        shape = _shape(state[key])
-        axis_rank = 0 if direction == "down" else 1
-        if len(shape) != 2 or shape[axis_rank] != rank:
-            raise ImportRefusedError(
-                f"{path}: {key} has shape {shape}, but {first} {_shape(state[first])} gives rank {rank}; "
-                "one rank for every adapter is expected"
-            )
-        width = shape[1 - axis_rank]
-        widths = in_features if direction == "down" else out_features
-        if widths.setdefault(LORA_PROJECTIONS[letter], width) != width:
-            raise ImportRefusedError(f"{path}: {key} has shape {shape}, other layers' {letter} differ")
-    shape = LoraShape(
-        rank, len(layers), tuple(LORA_PROJECTIONS[x] for x in letters), in_features, out_features
-    )
-    return shape, keys
-
-
-def _audio_encoder_family(state: Mapping[str, torch.Tensor]) -> str | None:
-    if "audio_encoder.conv1.weight" in state:
-        return "whisper"
-    if any(k.startswith("audio_encoder.feature_extractor_audio.") for k in state):
-        return "av-hubert"
-    if any(k.startswith("audio_encoder.feature_extractor.") for k in state):
-        return "wavlm"
-    return "unknown" if any(k.startswith("audio_encoder.") for k in state) else None
-
-
-def infer_config(source: SourceCheckpoint) -> InferredConfig:
-    """Read the configuration from the keys and shapes, refusing layouts this project has no model for."""
-    state, path = source.state, source.path
-    unsupported = sorted(
-        {k.split(".")[0] for k in state if k.startswith(("audiovisual_encoder.", "audiovisual_proj."))}
-    )
-    if unsupported:
-        raise ImportRefusedError(
-            f"{path}: holds {', '.join(unsupported)}.*, the authors' audiovisual_avhubert mode (AV-HuBERT "
-            "encodes the audio too); this project encodes audio with Whisper only"
-        )
-    projector_keys: dict[str, dict[int, dict[str, str]]] = {}
-    for key in state:
-        if m := _PROJECTOR_KEY.match(key):
-            projector_keys.setdefault(m[1], {}).setdefault(int(m[2]), {})[m[3]] = key
-    if not projector_keys:
-        raise ImportRefusedError(
-            f"{path}: no audio_proj.* or video_proj.* tensors: not a Llama-AVSR checkpoint"
-        )
-    modalities = tuple(m for m in ("audio", "video") if m in projector_keys)
-    inputs, hiddens, outputs, layernorms = {}, set(), set(), set()
-    for m in modalities:
-        layers = projector_keys[m]
-        if set(layers) not in ({0, 2}, {0, 2, 3}) or any(
-            set(p) != {"weight", "bias"} for p in layers.values()
-        ):
-            raise ImportRefusedError(
-                f"{path}: {m}_proj holds {sorted(k for p in layers.values() for k in p.values())}; expected "
-                f"{m}_proj.0, .2 (and .3 with the LayerNorm), each a weight and a bias"
-            )
-        first, second = state[f"{m}_proj.0.weight"], state[f"{m}_proj.2.weight"]
-        if second.shape[1] != first.shape[0]:
-            raise ImportRefusedError(
-                f"{path}: {m}_proj.2.weight {_shape(second)} does not follow "
-                f"{m}_proj.0.weight {_shape(first)}"
-            )
-        inputs[m] = first.shape[1]
-        hiddens.add(first.shape[0])
-        outputs.add(second.shape[0])
-        layernorms.add(3 in layers)
-    if len(hiddens) > 1 or len(outputs) > 1 or len(layernorms) > 1:
-        raise ImportRefusedError(
-            f"{path}: audio_proj and video_proj differ in hidden width, output width or LayerNorm "
-            f"({'; '.join(_projector_input(state, m) for m in modalities)}); "
-            "this project builds both alike"
-        )
-    llm_lora, _ = _lora_shape(state, _LLM_LORA_KEY, path)
-    if llm_lora is None:
-        raise ImportRefusedError(
-            f"{path}: no llm.model.layers.N.self_attn.lora_down_Q.weight: a model trained without LLM LoRA "
-            "(--add_PETF_LLM lora) has no counterpart here"
-        )
-    llm_hidden = llm_lora.in_features[llm_lora.projections[0]]
-    (projector_out,) = outputs
-    if projector_out != llm_hidden:
-        raise ImportRefusedError(
-            f"{path}: {modalities[0]}_proj.2.weight {_shape(state[f'{modalities[0]}_proj.2.weight'])} writes "
-            f"{projector_out}-wide tokens, but the LoRA adapters read {llm_hidden} "
-            f"({_lora_key(llm_lora.projections[0], 'down')})"
-        )
-    audio_encoder = _audio_encoder_family(state)
-    widths = {}
-    if WHISPER_WIDTH_KEY in state and audio_encoder == "whisper":
-        widths["audio"] = state[WHISPER_WIDTH_KEY].shape[0]
-    if AVHUBERT_WIDTH_KEY in state:
-        widths["video"] = state[AVHUBERT_WIDTH_KEY].shape[0]
-    modes, stacking_rates = set(), {}
-    for m in modalities:
-        if m not in widths:
-            continue
-        rate, remainder = divmod(inputs[m], widths[m])
-        if remainder or not rate:
-            raise ImportRefusedError(
-                f"{path}: {m}_proj.0.weight {_shape(state[f'{m}_proj.0.weight'])} reads {inputs[m]} inputs, "
-                f"not a multiple of the {m} encoder's width {widths[m]}"
-            )
-        if rate > 1:
-            modes.add("stack")
-            stacking_rates[m] = rate
-        else:
-            modes.add("avgpool")
-    if len(modes) > 1:
-        raise ImportRefusedError(
-            f"{path}: one projector stacks frames and the other does not ({inputs}, {widths})"
-        )
-    video_lora, _ = _lora_shape(state, _AVHUBERT_LORA_KEY, path)
-    if video_lora and "video" in widths and set(video_lora.in_features.values()) != {widths["video"]}:
-        raise ImportRefusedError(
-            f"{path}: AV-HuBERT LoRA reads {video_lora.in_features}, but {AVHUBERT_WIDTH_KEY} "
-            f"{_shape(state[AVHUBERT_WIDTH_KEY])} gives the encoder width {widths['video']}"
-        )
-    rows = state[EMBED_KEY].shape[0] if EMBED_KEY in state else None
-    llm_key = (llm_hidden, llm_lora.layers, llm_lora.out_features.get("v_proj", -1))
-    return InferredConfig(
-        modalities=modalities,
-        projector_inputs=inputs,
-        projector_hidden=hiddens.pop(),
-        projector_layernorm=layernorms.pop(),
-        llm_hidden=llm_hidden,
-        llm_lora=llm_lora,
-        encoder_widths=widths,
-        audio_encoder=audio_encoder,
-        compression=modes.pop() if modes else None,
-        stacking_rates=stacking_rates,
-        embedding_rows=rows,
-        video_encoder_lora=video_lora,
-        llm_guess=KNOWN_LLMS.get(llm_key, ""),
-    )
 
 
 def requested_experiment(
@@ -412,14 +111,14 @@ def _experiment_conflicts(
             f"{', '.join(f'{x}_proj' for x in inferred.modalities)})"
         )
     for m in sorted(set(inferred.modalities) - set(experiment.modalities)):
-        found.append(f"{_projector_input(state, m)}: {experiment.name} has no {m} input")
+        found.append(f"{projector_evidence(state, m)}: {experiment.name} has no {m} input")
     compression = inferred.compression or params["model"]["compression"]
     for m in set(experiment.modalities) & set(inferred.modalities):
         d_in = inferred.projector_inputs[m]
         width = inferred.encoder_widths.get(m, d_in // rates[m])
         if compression == "stack" and d_in != width * rates[m]:
             found.append(
-                f"{_projector_input(state, m)}, but stacking {rates[m]} frames ({m} rate of "
+                f"{projector_evidence(state, m)}, but stacking {rates[m]} frames ({m} rate of "
                 f"{experiment.name}) of a {width}-wide encoder needs "
                 f"({inferred.projector_hidden}, {width * rates[m]})"
             )
@@ -444,23 +143,23 @@ def _params_conflicts(
     if inferred.compression and inferred.compression != model["compression"]:
         m = next(m for m in inferred.modalities if m in inferred.encoder_widths)
         found.append(
-            f"model.compression is {model['compression']}, but {_projector_input(state, m)} on a "
+            f"model.compression is {model['compression']}, but {projector_evidence(state, m)} on a "
             f"{inferred.encoder_widths[m]}-wide encoder means {inferred.compression}"
         )
     mode = COMPRESSION_OF_MODE.get(hp.get("compression_mode"))
     if mode and mode != model["compression"]:
         found.append(f"model.compression is {model['compression']}, hyper_parameters.compression_mode {mode}")
     lora = inferred.llm_lora
-    down = _lora_key(lora.projections[0], "down")
+    down = first_layer_lora_key(lora.projections[0], "down")
     for name, have, want, evidence in (
-        ("projector_hidden", inferred.projector_hidden, model["projector_hidden"], _projector_input(state)),
+        ("projector_hidden", inferred.projector_hidden, model["projector_hidden"], projector_evidence(state)),
         (
             "projector_layernorm",
             inferred.projector_layernorm,
             model["projector_layernorm"],
             "keys *_proj.3.*",
         ),
-        ("lora_rank", lora.rank, model["lora_rank"], f"{down} {_shape(state[down])}"),
+        ("lora_rank", lora.rank, model["lora_rank"], f"{down} {shape_of(state[down])}"),
         ("lora_targets", sorted(lora.projections), sorted(model["lora_targets"]), "keys lora_down_X"),
     ):
         if have != want:
@@ -517,10 +216,10 @@ def _llm_conflicts(
     for projection in lora.projections:
         want_in, want_out = sizes[projection]
         for direction, expected in (("down", (lora.rank, want_in)), ("up", (want_out, lora.rank))):
-            key = _lora_key(projection, direction)
-            if _shape(state[key]) != expected:
+            key = first_layer_lora_key(projection, direction)
+            if shape_of(state[key]) != expected:
                 found.append(
-                    f"{key} has shape {_shape(state[key])}, {llm_dir} "
+                    f"{key} has shape {shape_of(state[key])}, {llm_dir} "
                     f"({projection}: {want_in} -> {want_out}) needs {expected}"
                 )
     if lora.layers != llm_config.num_hidden_layers:
@@ -530,7 +229,7 @@ def _llm_conflicts(
     expected_rows = llm_config.vocab_size + len(AUTHORS_SPECIAL_TOKENS)
     if inferred.embedding_rows is not None and inferred.embedding_rows != expected_rows:
         found.append(
-            f"{EMBED_KEY} has shape {_shape(state[EMBED_KEY])}, but {llm_dir}'s vocabulary of "
+            f"{EMBED_KEY} has shape {shape_of(state[EMBED_KEY])}, but {llm_dir}'s vocabulary of "
             f"{llm_config.vocab_size} plus the {len(AUTHORS_SPECIAL_TOKENS)} added tokens needs "
             f"({expected_rows}, {llm_config.hidden_size})"
         )
@@ -543,21 +242,10 @@ def _llm_conflicts(
             or not torch.allclose(theirs.float(), reference.float(), rtol=2**-7, atol=1e-6)
         ):
             found.append(
-                f"{BASE_WEIGHT_KEY} {_shape(theirs)} differs from model.layers.0.self_attn.q_proj.weight "
-                f"{_shape(reference)} of {llm_dir}: the checkpoint was trained on another base LLM"
+                f"{BASE_WEIGHT_KEY} {shape_of(theirs)} differs from model.layers.0.self_attn.q_proj.weight "
+                f"{shape_of(reference)} of {llm_dir}: the checkpoint was trained on another base LLM"
             )
     return found
-
-
-def _projector_input(state: Mapping[str, torch.Tensor], modality: str | None = None) -> str:
-    """The first projector weight, as evidence in a message."""
-    m = modality or next(x for x in ("audio", "video") if f"{x}_proj.0.weight" in state)
-    return f"{m}_proj.0.weight has shape {_shape(state[f'{m}_proj.0.weight'])}"
-
-
-def _lora_key(projection: str, direction: str) -> str:
-    """Their key of the first layer's adapter on ``projection`` (e.g. q_proj), as evidence in a message."""
-    return f"llm.model.layers.0.self_attn.lora_{direction}_{projection[0].upper()}.weight"
 
 
 def _our_tensors(source: SourceCheckpoint, inferred: InferredConfig) -> dict[str, torch.Tensor]:
@@ -567,7 +255,7 @@ def _our_tensors(source: SourceCheckpoint, inferred: InferredConfig) -> dict[str
         for j in (0, 2, 3) if inferred.projector_layernorm else (0, 2):
             for kind in ("weight", "bias"):
                 out[f"projectors.{m}.{j}.{kind}"] = state[f"{m}_proj.{j}.{kind}"]
-    _, keys = _lora_shape(state, _LLM_LORA_KEY, source.path)
+    _, keys = lora_shape(state, LLM_LORA_KEY, source.path)
     for (layer, direction, letter), key in keys.items():
         out[_peft_lora_name("llm.base_model.model.model", layer, direction, letter)] = state[key]
     return {k: v.float().contiguous() for k, v in out.items()}
@@ -575,7 +263,7 @@ def _our_tensors(source: SourceCheckpoint, inferred: InferredConfig) -> dict[str
 
 def _video_encoder_lora_tensors(source: SourceCheckpoint) -> dict[str, torch.Tensor]:
     """AV-HuBERT adapters under our port's names after ``add_lora`` (peft, adapter "default")."""
-    _, keys = _lora_shape(source.state, _AVHUBERT_LORA_KEY, source.path)
+    _, keys = lora_shape(source.state, AVHUBERT_LORA_KEY, source.path)
     return {
         _peft_lora_name("encoder", layer, direction, letter): source.state[key].float().contiguous()
         for (layer, direction, letter), key in keys.items()
@@ -676,3 +364,27 @@ def import_llama_avsr(
             save_file(_video_encoder_lora_tensors(source), str(tmp / VIDEO_ENCODER_LORA))
         (tmp / "experiment.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
     return inferred
+
+
+def import_checkpoint_file(
+    path: Path,
+    out_dir: Path,
+    params: Mapping[str, Any],
+    experiment_name: str | None,
+    audio_rate: int | None,
+    video_rate: int | None,
+    llm_dir: Path | None,
+    show: Callable[[str], None] = print,
+) -> Experiment:
+    """Read the checkpoint at ``path``, show what it holds, and import it as the experiment named (or the
+    one its task and the rates give) into ``out_dir``; ``llm_dir`` defaults to llm.path.
+
+    ``show`` (print by default) gets the inferred configuration as soon as it is known, so that a refusal
+    by the experiment, the params or the LLM folder comes after what the checkpoint holds.
+    """
+    source = read_checkpoint(path)
+    inferred = infer_config(source)
+    show(f"{path} ({source.container}):\n{inferred.summary()}")
+    experiment = requested_experiment(experiment_name, audio_rate, video_rate, inferred)
+    import_llama_avsr(source, out_dir, params, experiment, llm_dir or Path(params["llm"]["path"]))
+    return experiment
