@@ -143,75 +143,135 @@ def train(
     if augment is not None:
         augment.check_covers(dataset.uids)
     seed_everything(cfg.seed)
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision="bf16" if torch.cuda.is_available() or cfg.autocast_bf16_on_cpu else "no",
-        # The CTC warm-up leaves the LoRA adapters out of the graph; DDP must be told to expect that.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ctc_warmup_steps > 0)],
-    )
-    sampler = FrameBudgetBatchSampler(
-        dataset.frame_lengths(), max_frames=cfg.max_frames, shuffle=True, seed=cfg.seed
-    )
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_features)
-    epoch_steps = _batches_per_epoch(sampler, cfg.epochs)
-    total_steps = sum(epoch_steps)
-    averaged = training_state.averaged_steps(total_steps, cfg.checkpoint_every, cfg.average_last)
-    optimizer = make_optimizer(model, cfg)
-    schedule = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total_steps)
-    step, log_rows = _resume(model, optimizer, schedule, resume_dir, record, out_dir.name, total_steps)
-    model, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
-    unwrapped = accelerator.unwrap_model(model)
-    log.info("training %d trainable parameters for %d steps", unwrapped.count_trainable(), total_steps)
-    start, loss = time.perf_counter(), math.nan
-    progress = tqdm(total=total_steps, initial=step, desc=f"train {out_dir.name}", mininterval=5)
-    snapshots_kept = max(cfg.average_last - 2, 0)  # saves before the newest whose weights the average needs
-    first_epoch, skip = training_state.epoch_position(step, epoch_steps)
-    for epoch in range(first_epoch, cfg.epochs):
-        model.train()
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+    run = _TrainingRun(model, dataset, cfg, record, out_dir.name, resume_dir, augment)
+    start = time.perf_counter()
+    run.train_epochs(out_dir.name)
+    return run.finish(out_dir, start)
+
+
+class _TrainingRun:
+    """One call of ``train``: set up (and resumed) on construction, then trained epoch by epoch and
+    finished into the checkpoint folder."""
+
+    def __init__(
+        self,
+        model: AVSRModel,
+        dataset: FeatureDataset,
+        cfg: TrainConfig,
+        record: Mapping[str, Any],
+        name: str,
+        resume_dir: Path | None,
+        augment: FeatureAugmenter | None,
+    ) -> None:
+        """The accelerator, batches, optimizer and schedule of the run, continued from a matching resume
+        save if there is one, and prepared by accelerate."""
+        self.cfg, self.record, self.resume_dir, self.augment = cfg, record, resume_dir, augment
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),
+            mixed_precision="bf16" if torch.cuda.is_available() or cfg.autocast_bf16_on_cpu else "no",
+            # The CTC warm-up leaves the LoRA adapters out of the graph; DDP must be told to expect that.
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ctc_warmup_steps > 0)],
+        )
+        self.sampler = FrameBudgetBatchSampler(
+            dataset.frame_lengths(), max_frames=cfg.max_frames, shuffle=True, seed=cfg.seed
+        )
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=self.sampler, collate_fn=collate_features)
+        self.epoch_steps = _batches_per_epoch(self.sampler, cfg.epochs)
+        self.total_steps = sum(self.epoch_steps)
+        self.averaged = training_state.averaged_steps(
+            self.total_steps, cfg.checkpoint_every, cfg.average_last
+        )
+        optimizer = make_optimizer(model, cfg)
+        schedule = get_cosine_schedule_with_warmup(
+            optimizer, num_warmup_steps=0, num_training_steps=self.total_steps
+        )
+        self.step, self.log_rows = _resume(
+            model, optimizer, schedule, resume_dir, record, name, self.total_steps
+        )
+        self.loss = math.nan
+        # The model as accelerate prepared it (DDP-wrapped when distributed); ``unwrapped`` is the AVSRModel.
+        self.model, self.optimizer, self.loader, self.schedule = self.accelerator.prepare(
+            model, optimizer, loader, schedule
+        )
+        self.unwrapped: AVSRModel = self.accelerator.unwrap_model(self.model)
+        log.info(
+            "training %d trainable parameters for %d steps",
+            self.unwrapped.count_trainable(),
+            self.total_steps,
+        )
+
+    def train_epochs(self, name: str) -> None:
+        """The epochs still to train, from the step the run stands at, under a progress bar."""
+        progress = tqdm(total=self.total_steps, initial=self.step, desc=f"train {name}", mininterval=5)
+        first_epoch, skip = training_state.epoch_position(self.step, self.epoch_steps)
+        for epoch in range(first_epoch, self.cfg.epochs):
+            self._train_epoch(epoch, skip, progress)
+            skip = 0
+        progress.close()
+
+    def _train_epoch(self, epoch: int, skip: int, progress: tqdm) -> None:
+        """One epoch's steps, leaving out its first ``skip`` batches (those a resumed run already took)."""
+        self.model.train()
+        batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
         # accelerate's loaders re-seed their sampler from their own iteration counter on every pass;
         # set it to the real epoch, so a resumed run sees the same batch order as an uninterrupted one.
         # The loader that skips a resumed epoch's first batches does not pass the epoch on to the
         # sampler (a run resumed inside epoch 2 drew epoch 0's order), so the sampler gets it directly.
         batches.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        skip = 0
+        self.sampler.set_epoch(epoch)
         for batch in batches:
-            tick = time.perf_counter()
-            stop = NonFiniteStep(step + 1, total_steps, batch["uids"], resume_dir)
-            terms = _backward(model, accelerator, batch, epoch, step, cfg, augment, stop)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            step, loss = step + 1, terms.loss
-            log_rows.append(terms.log_row(step, epoch, schedule.get_last_lr()[0], time.perf_counter() - tick))
-            progress.update()
-            progress.set_postfix(loss=f"{loss:.3f}")
-            if resume_dir is not None and step % cfg.checkpoint_every == 0 and step < total_steps:
-                training_state.save_resume(
-                    resume_dir, unwrapped, optimizer, schedule, step, record, log_rows, snapshots_kept
-                )
-    progress.close()
-    # accelerate put its autocast around the model's own forward; whatever runs the model next (a test,
-    # a decode in the same process) gets the plain float32 forward back.
-    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    weights = _final_weights(unwrapped.trainable_state_dict(), averaged, resume_dir)
-    summary = {
-        "steps": step,
-        "seconds": time.perf_counter() - start,
-        "final_loss": loss,
-        "averaged_steps": averaged,
-    }
-    experiment = {
-        **record,
-        "summary": summary,
-        "git_commit": git_commit(),
-        "trainable_parameters": unwrapped.count_trainable(),
-    }
-    _write_checkpoint(out_dir, weights, log_rows, experiment)
-    if resume_dir is not None:
-        shutil.rmtree(resume_dir, ignore_errors=True)
-    return summary
+            self._train_step(batch, epoch, progress)
+
+    def _train_step(self, batch: Mapping[str, Any], epoch: int, progress: tqdm) -> None:
+        """One optimisation step and its log row, then the resume save if one is due."""
+        cfg, resume_dir = self.cfg, self.resume_dir
+        tick = time.perf_counter()
+        stop = NonFiniteStep(self.step + 1, self.total_steps, batch["uids"], resume_dir)
+        terms = _backward(self.model, self.accelerator, batch, epoch, self.step, cfg, self.augment, stop)
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step, self.loss = self.step + 1, terms.loss
+        lr = self.schedule.get_last_lr()[0]
+        self.log_rows.append(terms.log_row(self.step, epoch, lr, time.perf_counter() - tick))
+        progress.update()
+        progress.set_postfix(loss=f"{self.loss:.3f}")
+        if resume_dir is not None and self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
+            kept = max(cfg.average_last - 2, 0)  # saves before the newest whose weights the average needs
+            training_state.save_resume(
+                resume_dir,
+                self.unwrapped,
+                self.optimizer,
+                self.schedule,
+                self.step,
+                self.record,
+                self.log_rows,
+                kept,
+            )
+
+    def finish(self, out_dir: Path, start: float) -> dict[str, Any]:
+        """Write the checkpoint folder from the final (or averaged) weights, drop the resume state, and
+        return the run's summary (``start``: when training began, for its seconds)."""
+        # accelerate put its autocast around the model's own forward; whatever runs the model next (a
+        # test, a decode in the same process) gets the plain float32 forward back.
+        self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+        weights = _final_weights(self.unwrapped.trainable_state_dict(), self.averaged, self.resume_dir)
+        summary = {
+            "steps": self.step,
+            "seconds": time.perf_counter() - start,
+            "final_loss": self.loss,
+            "averaged_steps": self.averaged,
+        }
+        experiment = {
+            **self.record,
+            "summary": summary,
+            "git_commit": git_commit(),
+            "trainable_parameters": self.unwrapped.count_trainable(),
+        }
+        _write_checkpoint(out_dir, weights, self.log_rows, experiment)
+        if self.resume_dir is not None:
+            shutil.rmtree(self.resume_dir, ignore_errors=True)
+        return summary
 
 
 def _refuse_contradictions(cfg: TrainConfig, resume_dir: Path | None) -> None:
