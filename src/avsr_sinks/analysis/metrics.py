@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -171,14 +171,7 @@ def analyze_batch(
         _one_utterance(b, attentions, hidden_states, mlp_outputs, attention_mask, thresholds)
         for b in range(batch)
     ]
-    segs = [segments[b, u["index"]].tolist() for b, u in enumerate(per_utt)]
-    if any(row[0] != Segment.BOS for row in segs):
-        raise ValueError("the first real token of every row must be BOS (Segment.BOS)")
-    labels = [
-        [str(token_labels[b][i]) for i in u["index"].tolist()] if token_labels else [""] * len(segs[b])
-        for b, u in enumerate(per_utt)
-    ]
-
+    segs, labels = _real_rows([u["index"] for u in per_utt], segments, token_labels)
     where = _Locator(segs, labels)
     massive_features = sorted({f for u in per_utt for f in u["massive"].nonzero()[:, 2].tolist()})
     groups = {
@@ -186,25 +179,34 @@ def analyze_batch(
         for name, kinds in SEGMENT_GROUPS.items()
     }  # name -> per utterance (n,) bool
     layers = [_layer_record(layer, per_utt, groups, where, massive_features) for layer in range(n_layers)]
-    first_mlp = next((x["layer"] for x in layers if x["mlp_massive_features"]), None)
     figure = _figure_choice(per_utt[utterance], segs[utterance], utterance, attention_layer, hidden_layer)
     metrics = {
-        "thresholds": {
-            "sink": thresholds.sink,
-            "massive_abs": thresholds.massive_abs,
-            "massive_ratio": thresholds.massive_ratio,
-            "min_queries": thresholds.min_queries,
-        },
+        "thresholds": asdict(thresholds),
         "utterances": batch,
         "num_layers": n_layers,
         "num_heads": int(attentions[0].shape[1]),
         "massive_features": massive_features,
-        "first_mlp_layer": first_mlp,
+        "first_mlp_layer": next((x["layer"] for x in layers if x["mlp_massive_features"]), None),
         "figure": figure,
         "layers": layers,
     }
     arrays = _arrays(per_utt[utterance], segs[utterance], labels[utterance], layers, figure, thresholds)
     return metrics, arrays
+
+
+def _real_rows(
+    indices: list[torch.Tensor], segments: torch.Tensor, token_labels: Sequence[Sequence[str]] | None
+) -> tuple[list[list[int]], list[list[str]]]:
+    """Each row's segments and token labels ("" without labels) at its real tokens (``indices``), the
+    first of them BOS."""
+    segs = [segments[b, index].tolist() for b, index in enumerate(indices)]
+    if any(row[0] != Segment.BOS for row in segs):
+        raise ValueError("the first real token of every row must be BOS (Segment.BOS)")
+    labels = [
+        [str(token_labels[b][i]) for i in index.tolist()] if token_labels else [""] * len(segs[b])
+        for b, index in enumerate(indices)
+    ]
+    return segs, labels
 
 
 def _arrays(
