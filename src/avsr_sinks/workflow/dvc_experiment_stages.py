@@ -4,6 +4,7 @@ analysis (avsr_sinks.workflow.dvc_yaml assembles them with the data and report s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from avsr_sinks.settings.grid import Experiment, build_grid
@@ -99,6 +100,37 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
     return stages
 
 
+# What a stage that decodes from a checkpoint imports, beside its own script.
+_DECODING_CODE = [
+    f"{LIB}/workflow/checkpoint_stages.py",
+    f"{LIB}/decoding/decode.py",
+    f"{LIB}/decoding/method.py",
+    *MODEL_CODE,
+]
+
+
+@dataclass(frozen=True)
+class _DecodingRuns:
+    """What the decoding stages of one task and method share. A DVC matrix can only substitute, so the
+    experiment and checkpoint names are built from the matrix's setting and seed."""
+
+    params: Mapping[str, Any]
+    modalities: tuple[str, ...]
+    corpus_deps: list[str]
+    llm_path: str
+    matrix: dict[str, list[Any]]  # setting and seed
+    name: str
+    ckpt: str  # ACT decodes its baseline's checkpoint
+    param_keys: list[str]  # the params.yaml keys the decoding run specs read
+
+    @property
+    def corpus(self) -> str:
+        return self.corpus_deps[0]
+
+    def features(self, split: str, condition: str) -> dict[str, str]:
+        return {m: paths.feature_dir(self.params, m, split, condition) for m in self.modalities}
+
+
 def _decoding_stages(
     params: Mapping[str, Any],
     experiments: list[Experiment],
@@ -110,78 +142,103 @@ def _decoding_stages(
     first = experiments[0]
     task, method = first.task, first.method
     setting = "${item.setting}"
-    name = f"{setting}-{method}-s${{item.seed}}"
-    ckpt = paths.checkpoint_dir(f"{setting}-{first.trained.method}-s${{item.seed}}")
-    corpus = corpus_deps[0]
-    matrix = {
-        "setting": list(dict.fromkeys(f"{e.task}-{e.rates}" for e in experiments)),
-        "seed": list(dict.fromkeys(e.seed for e in experiments)),
-    }
-    code = [
-        "workflow_scripts/evaluate.py",
-        f"{LIB}/workflow/checkpoint_stages.py",
-        f"{LIB}/decoding/decode.py",
-        f"{LIB}/decoding/method.py",
-        *MODEL_CODE,
-    ]
-    decoding = spec_keys(params, experiments, decoding=True)
-    heads, head_flags, head_deps = paths.act_heads_json(name), "", []
+    runs = _DecodingRuns(
+        params,
+        modalities,
+        corpus_deps,
+        llm_path,
+        matrix={
+            "setting": list(dict.fromkeys(f"{e.task}-{e.rates}" for e in experiments)),
+            "seed": list(dict.fromkeys(e.seed for e in experiments)),
+        },
+        name=f"{setting}-{method}-s${{item.seed}}",
+        ckpt=paths.checkpoint_dir(f"{setting}-{first.trained.method}-s${{item.seed}}"),
+        param_keys=spec_keys(params, experiments, decoding=True),
+    )
     stages: dict[str, Any] = {}
+    head_flags, head_deps = "", []
     if method == "act":
-        val = {m: paths.feature_dir(params, m, "val", "clean") for m in modalities}
-        stages[f"act_heads_{task}"] = {
-            "matrix": matrix,
-            **stage(
-                f"{PY}/search_act_heads.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
-                f" --corpus-dir {corpus} --utterances {paths.usable_list(params, 'val')}"
-                f" {feature_flags(val)} --out-json {heads}",
-                deps=[
-                    *corpus_deps,
-                    paths.usable_list(params, "val"),
-                    ckpt,
-                    *val.values(),
-                    llm_path,
-                    "workflow_scripts/search_act_heads.py",
-                    f"{LIB}/decoding/act.py",
-                    f"{LIB}/decoding/act_search.py",
-                    *code[1:],
-                ],
-                params=decoding,
-                outs=[{heads: {"cache": False}}],
-            ),
-        }
+        heads = paths.act_heads_json(runs.name)
+        stages[f"act_heads_{task}"] = _act_heads_stage(runs, heads)
         head_flags, head_deps = f" --act-heads {heads}", [heads, f"{LIB}/decoding/act.py"]
-    test = {m: paths.feature_dir(params, m, "test", "${item.condition}") for m in modalities}
-    test_list = paths.usable_list(params, "test")
-    out_json = paths.eval_json(name, "${item.condition}")
-    stages[f"evaluate_{task}_{method}"] = {
-        "matrix": {**matrix, "condition": list(params["evaluate"]["conditions"])},
+    stages[f"evaluate_{task}_{method}"] = _evaluate_stage(runs, head_flags, head_deps)
+    stages[f"analyze_{task}_{method}"] = _analyze_stage(runs, head_flags, head_deps)
+    return stages
+
+
+def _act_heads_stage(runs: _DecodingRuns, heads: str) -> dict[str, Any]:
+    """ACT's head search on the clean validation split; it writes the heads file ``heads``."""
+    val = runs.features("val", "clean")
+    return {
+        "matrix": runs.matrix,
         **stage(
-            f"{PY}/evaluate.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
-            f" --corpus-dir {corpus} --utterances {test_list} {feature_flags(test)}{head_flags}"
-            f" --condition ${{item.condition}} --out-json {out_json}"
-            f" --out-csv {paths.eval_csv(name, '${item.condition}')}",
-            deps=[*corpus_deps, test_list, ckpt, *head_deps, *test.values(), llm_path, *code],
-            params=decoding,
-            outs=[{paths.eval_csv(name, "${item.condition}"): {"cache": False}}],
+            f"{PY}/search_act_heads.py --params params.yaml --experiment {runs.name} --checkpoint {runs.ckpt}"
+            f" --corpus-dir {runs.corpus} --utterances {paths.usable_list(runs.params, 'val')}"
+            f" {feature_flags(val)} --out-json {heads}",
+            deps=[
+                *runs.corpus_deps,
+                paths.usable_list(runs.params, "val"),
+                runs.ckpt,
+                *val.values(),
+                runs.llm_path,
+                "workflow_scripts/search_act_heads.py",
+                f"{LIB}/decoding/act.py",
+                f"{LIB}/decoding/act_search.py",
+                *_DECODING_CODE,
+            ],
+            params=runs.param_keys,
+            outs=[{heads: {"cache": False}}],
+        ),
+    }
+
+
+def _evaluate_stage(runs: _DecodingRuns, head_flags: str, head_deps: list[str]) -> dict[str, Any]:
+    """Decoding of the test split under each of params' evaluation conditions (one more matrix axis)."""
+    test = runs.features("test", "${item.condition}")
+    test_list = paths.usable_list(runs.params, "test")
+    out_json = paths.eval_json(runs.name, "${item.condition}")
+    out_csv = paths.eval_csv(runs.name, "${item.condition}")
+    return {
+        "matrix": {**runs.matrix, "condition": list(runs.params["evaluate"]["conditions"])},
+        **stage(
+            f"{PY}/evaluate.py --params params.yaml --experiment {runs.name} --checkpoint {runs.ckpt}"
+            f" --corpus-dir {runs.corpus} --utterances {test_list} {feature_flags(test)}{head_flags}"
+            f" --condition ${{item.condition}} --out-json {out_json} --out-csv {out_csv}",
+            deps=[
+                *runs.corpus_deps,
+                test_list,
+                runs.ckpt,
+                *head_deps,
+                *test.values(),
+                runs.llm_path,
+                "workflow_scripts/evaluate.py",
+                *_DECODING_CODE,
+            ],
+            params=runs.param_keys,
+            outs=[{out_csv: {"cache": False}}],
             metrics=[{out_json: {"cache": False}}],
         ),
     }
-    clean = {m: paths.feature_dir(params, m, "test", "clean") for m in modalities}
-    metrics, arrays = paths.analysis_files(name)
-    stages[f"analyze_{task}_{method}"] = {
-        "matrix": matrix,
+
+
+def _analyze_stage(runs: _DecodingRuns, head_flags: str, head_deps: list[str]) -> dict[str, Any]:
+    """The sink analysis of a teacher-forced pass over the clean test split."""
+    clean = runs.features("test", "clean")
+    test_list = paths.usable_list(runs.params, "test")
+    metrics, arrays = paths.analysis_files(runs.name)
+    return {
+        "matrix": runs.matrix,
         **stage(
-            f"{PY}/analyze.py --params params.yaml --experiment {name} --checkpoint {ckpt}"
-            f" --corpus-dir {corpus} --utterances {test_list} {feature_flags(clean)}{head_flags}"
+            f"{PY}/analyze.py --params params.yaml --experiment {runs.name} --checkpoint {runs.ckpt}"
+            f" --corpus-dir {runs.corpus} --utterances {test_list} {feature_flags(clean)}{head_flags}"
             f" --out-dir {metrics.rsplit('/', 1)[0]}",
             deps=[
-                *corpus_deps,
+                *runs.corpus_deps,
                 test_list,
-                ckpt,
+                runs.ckpt,
                 *head_deps,
                 *clean.values(),
-                llm_path,
+                runs.llm_path,
                 "workflow_scripts/analyze.py",
                 f"{LIB}/workflow/checkpoint_stages.py",
                 f"{LIB}/decoding/method.py",
@@ -190,9 +247,8 @@ def _decoding_stages(
                 f"{LIB}/analysis/layer_outputs.py",
                 *MODEL_CODE,
             ],
-            params=[*decoding, "analysis"],
+            params=[*runs.param_keys, "analysis"],
             outs=[{arrays: {"cache": False}}],
             metrics=[{metrics: {"cache": False}}],
         ),
     }
-    return stages
