@@ -23,14 +23,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from avsr_sinks.encoders.avhubert import (
-    AVHubertConfig,
-    AVHubertModel,
-    add_lora,
-    load_video_encoder,
-    padding_mask_from_lengths,
-)
+from avsr_sinks.encoders.avhubert import AVHubertConfig, AVHubertModel, add_lora, padding_mask_from_lengths
 from avsr_sinks.encoders.avhubert_convert import DROPPED_KEYS, convert_avhubert
+from avsr_sinks.encoders.avhubert_encoder import load_video_encoder
 from avsr_sinks.encoders.fairseq_checkpoint import CheckpointRefusedError, read_fairseq_checkpoint
 from avsr_sinks.io import sha256_file
 

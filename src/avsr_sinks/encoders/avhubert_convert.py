@@ -3,7 +3,8 @@
 The checkpoint is read without running its pickle (:mod:`avsr_sinks.encoders.fairseq_checkpoint`); its
 model config becomes an :class:`AVHubertConfig`, every state-dict key is loaded into
 :class:`AVHubertModel` by name or is on the documented drop list, and ``model.safetensors`` +
-``config.json`` are written once, atomically, for :func:`avsr_sinks.encoders.avhubert.load_video_encoder`.
+``config.json`` are written once, atomically, for
+:func:`avsr_sinks.encoders.avhubert_encoder.load_video_encoder`.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from avsr_sinks.encoders import avhubert, tiny_video
+from avsr_sinks.encoders import avhubert_encoder, tiny_video
 
 
 def load_video_encoder(settings: Mapping[str, Any], folder: str | Path):
     """A frozen encoder with ``encode(videos) -> [(T, D)]``, ``identity()`` and ``frame_rate`` (25)."""
     if settings["source"] == "pretrain":
         return tiny_video.load_tiny_video_encoder(folder, settings["name"])
-    return avhubert.load_video_encoder(folder)
+    return avhubert_encoder.load_video_encoder(folder)
