@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks.analysis.layer_outputs import decoder_layers
 from avsr_sinks.decoding.act import _ACTIVE, calibrate, calibrate_as_set, candidate_heads
 from avsr_sinks.decoding.act_search import SingleHeadScorer, prefix_calibrated_ce, search_act_heads
 from avsr_sinks.decoding.decode import teacher_forced_ce
 from avsr_sinks.decoding.method import method_context
 from avsr_sinks.features.store import FeatureDataset, FeatureStore, collate_features
 from avsr_sinks.modeling.avsr_model import AVSRModel
+from avsr_sinks.modeling.layer_outputs import decoder_layers
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.settings.config import load_params
 from avsr_sinks.settings.grid import parse_name

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from avsr_sinks.analysis.layer_outputs import decoder_layers, recorded_outputs
 from avsr_sinks.analysis.metrics import AnalysisThresholds, analyze_batch
 from avsr_sinks.io import atomic_path, git_commit, write_json_atomic
 from avsr_sinks.modeling.avsr_model import AVSRModel, Segment
+from avsr_sinks.modeling.layer_outputs import decoder_layers, recorded_outputs
 from avsr_sinks.modeling.llm import SPECIAL_TOKENS
 
 
@@ -83,7 +83,7 @@ def collect(
 ) -> Captured:
     """One teacher-forced pass of ``model`` (eval mode, no gradients) with attentions, the embedding output
     and every decoder layer's raw output and MLP output (forward hooks, removed afterwards even on error;
-    the last layer's output is read before the final norm, see avsr_sinks.analysis.layer_outputs), for
+    the last layer's output is read before the final norm, see avsr_sinks.modeling.layer_outputs), for
     ``analyze_batch``.
 
     The attention weights only exist under an attention function that returns them: "eager", or a

@@ -9,7 +9,7 @@ turns plain tensors into the metrics (JSON) and the arrays behind the figures (n
 ``write_analysis`` writes as ``results/analysis/<exp>/{metrics.json,arrays.npz}``. Layer ``l`` means
 decoder layer ``l`` (0-based): its attention ``attentions[l]``, its MLP output ``mlp_outputs[l]`` and its
 own output ``hidden_states[l + 1]``, the last layer's taken before the model's final norm (which would hide
-its massive activations; see avsr_sinks.analysis.layer_outputs).
+its massive activations; see avsr_sinks.modeling.layer_outputs).
 """
 
 from __future__ import annotations

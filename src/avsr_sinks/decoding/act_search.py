@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +37,7 @@ from avsr_sinks.decoding.act import (
 from avsr_sinks.decoding.decode import decode_dataset, teacher_forced_ce, word_error_rate
 from avsr_sinks.features.store import FeatureDataset, collate_features
 from avsr_sinks.modeling.avsr_model import AVSRModel
+from avsr_sinks.modeling.layer_outputs import recorded_inputs
 from avsr_sinks.settings.spec import ActSpec, DecodeSpec
 
 log = logging.getLogger(__name__)
@@ -79,24 +80,6 @@ class _SearchBatch:
 
 
 @contextmanager
-def _recorded_inputs(layers: Sequence[nn.Module]) -> Iterator[list[torch.Tensor | None]]:
-    inputs: list[torch.Tensor | None] = [None] * len(layers)
-
-    def store(index: int):
-        def hook(module: nn.Module, args: Any) -> None:
-            inputs[index] = args[0].detach()
-
-        return hook
-
-    handles = [layer.register_forward_pre_hook(store(i)) for i, layer in enumerate(layers)]
-    try:
-        yield inputs
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextmanager
 def _layers_from(decoder: nn.Module, first_layer: int) -> Iterator[None]:
     """The decoder runs layers ``first_layer``.. only: its inputs_embeds are then that layer's input."""
     layers = decoder.layers
@@ -134,7 +117,7 @@ class SingleHeadScorer:
         ) as found:
             self.decoder(inputs_embeds=prefix.inputs_embeds, attention_mask=prefix.attention_mask)
         # Under calibrate() with no heads: eager attention, as the calibrated passes compute their layers.
-        with calibrate(self.model, ()), _recorded_inputs(self.decoder.layers) as inputs:
+        with calibrate(self.model, ()), recorded_inputs(self.decoder.layers) as inputs:
             self.decoder(
                 inputs_embeds=full.inputs_embeds, attention_mask=full.attention_mask, use_cache=False
             )
