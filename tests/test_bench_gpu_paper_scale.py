@@ -15,14 +15,30 @@ from transformers import WhisperConfig
 from tests.conftest import REPO
 
 
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_paper_scale", REPO / "bench" / "gpu_paper_scale.py")
+def load_bench_script(name: str) -> ModuleType:
+    """bench/<name>.py, with bench/ on sys.path while it runs, as when run as a script: it imports its
+    siblings as top-level modules."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return load_bench_script("gpu_paper_scale")
+
+
+@pytest.fixture(scope="module")
+def flop_module(bench: ModuleType) -> ModuleType:
+    """bench/paper_scale_flops.py, the very module gpu_paper_scale imported its workload and FLOPs from."""
+    return sys.modules["paper_scale_flops"]
 
 
 def test_smoke_run_reports_every_configuration(bench: ModuleType, tmp_path: Path) -> None:
@@ -58,10 +74,10 @@ def test_smoke_run_reports_every_configuration(bench: ModuleType, tmp_path: Path
 
 
 @pytest.mark.parametrize(("compression", "first_projector_input"), [("avgpool", 2), ("stack", 4)])
-def test_step_flops_by_hand(bench: ModuleType, compression: str, first_projector_input: int) -> None:
+def test_step_flops_by_hand(flop_module: ModuleType, compression: str, first_projector_input: int) -> None:
     """ASR at rate 2, one utterance: LLM of 1 layer, hidden 4, 2 heads of 2, 1 KV head, MLP 8, vocabulary
     10, LoRA rank 1; projector hidden 3; Whisper of width 2, 1 layer, MLP 4, 3 mel bins, 4 positions."""
-    llm = bench.LlamaShape(layers=1, hidden=4, heads=2, kv_heads=1, intermediate=8)
+    llm = flop_module.LlamaShape(layers=1, hidden=4, heads=2, kv_heads=1, intermediate=8)
     whisper = WhisperConfig(
         d_model=2,
         encoder_layers=1,
@@ -70,7 +86,7 @@ def test_step_flops_by_hand(bench: ModuleType, compression: str, first_projector
         num_mel_bins=3,
         max_source_positions=4,
     )
-    work = bench.Workload(
+    work = flop_module.Workload(
         task="asr",
         rates={"audio": 2},
         batch=1,
@@ -81,7 +97,7 @@ def test_step_flops_by_hand(bench: ModuleType, compression: str, first_projector
         transcript_tokens=1,
     )
     assert work.llm_tokens == 1 + (2 + 2) + 1 + 1 + 1  # BOS, <audio> 2 tokens </audio>, prompt, text, EOS
-    flops = bench.step_flops(work, llm, 10, 1, 3, compression, whisper, bench.AVHubertConfig())
+    flops = flop_module.step_flops(work, llm, 10, 1, 3, compression, whisper, flop_module.AVHubertConfig())
     # Per token: q 2*4*4, k and v 2*4*2 each, o 2*4*4, MLP 3 * 2*4*8 = 288 on 8 tokens; the LM head
     # 2*4*10 = 80 only where a label is predicted (text, EOS: 2 positions); forward + activation gradients.
     assert flops["llm_frozen_matmuls"] == 2 * (8 * (32 + 16 + 16 + 32 + 192) + 2 * 80) == 4928
@@ -103,13 +119,13 @@ def test_step_flops_by_hand(bench: ModuleType, compression: str, first_projector
     )
 
 
-def test_paper_workload_fills_the_frame_budget(bench: ModuleType) -> None:
-    work = bench.make_workload("avsr", bench.PAPER, seconds=6.0, max_frames=1500, prompt_tokens=8)
+def test_paper_workload_fills_the_frame_budget(flop_module: ModuleType) -> None:
+    work = flop_module.make_workload("avsr", flop_module.PAPER, seconds=6.0, max_frames=1500, prompt_tokens=8)
     assert work.batch == 10  # 1500 video frames / 150 per utterance
     assert work.frames == {"audio": 300, "video": 150} and work.window_positions == 1500
     assert work.llm_tokens == 1 + (2 + 75) + (2 + 75) + 8 + 24 + 1
     with pytest.raises(ValueError, match="window"):
-        bench.make_workload("asr", bench.PAPER, seconds=31.0, max_frames=10_000, prompt_tokens=8)
+        flop_module.make_workload("asr", flop_module.PAPER, seconds=31.0, max_frames=10_000, prompt_tokens=8)
 
 
 def test_out_of_memory_is_recorded_and_the_run_goes_on(
