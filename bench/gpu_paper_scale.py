@@ -209,7 +209,7 @@ def markdown_table(report: Mapping[str, Any]) -> str:
         f"torch {report['torch']}, transformers {report['transformers']}, peft {report['peft']}; "
         f"{report['workload']['seconds']} s utterances; matmul peak measured "
         f"{peak['measured'] / 1e12:.3g} TFLOP/s, datasheet {datasheet}. "
-        "Assumptions and the FLOP formula: bench/gpu_paper_scale.py.",
+        "Assumptions and the FLOP formula: bench/paper_scale_flops.py.",
         "",
         "| LLM | task | rates | batch | LLM tokens/utt. | step ms | encoders ms | LLM tokens/s "
         "| peak GiB | TFLOP/step | MFU (measured peak) | MFU (datasheet) |",
