@@ -27,6 +27,9 @@ rule train:
         resume=resume_path,
         trigger=train_trigger,
     threads: THREADS
+    # The trainings are the long chain (AVSR waits for its ASR and VSR runs): they go first whenever a core
+    # is free, ahead of the decodings that could fill it.
+    priority: 10
     resources:
         mem_mb=per_attempt(6000),
         runtime=per_attempt(240),
