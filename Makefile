@@ -39,11 +39,18 @@ report: setup
 dvc-commit: setup
 	dvc commit --force
 
+# Tests run in parallel processes (pytest-xdist), one per core up to 4 (each holds torch in memory):
+# most tests use one thread, and the pipeline tests wait on subprocesses. --dist loadscope keeps a
+# module's tests in one worker, so its fixtures are built once; session fixtures such as the ci run are
+# built once and shared through a file lock (tests/conftest.py).
+TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+PYTEST := pytest -q -n $(TEST_WORKERS) --dist loadscope
+
 test: setup
-	pytest -q --durations=15
+	$(PYTEST) --durations=25
 
 test-fast: setup
-	pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # snakemake --lint is checked by tests/pipeline/test_lint.py (one finding is justified in the Snakefile).
 lint: setup

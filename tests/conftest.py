@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,14 +60,54 @@ def four_layer_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_llm(tmp_path_factory.mktemp("lm4"), layers=4)
 
 
+def once_per_session(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, build: Callable[[Path], str]
+) -> tuple[Path, str]:
+    """``build(folder)`` run once per test session, shared by every pytest-xdist worker: the first worker
+    to ask runs it under a file lock, the others wait and reuse its folder and the text it returned. A
+    failed build is recorded, so the other workers fail at once with its message instead of rebuilding."""
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent  # the workers' folders share this parent
+    folder, record = root / name, root / f"{name}.json"
+    with FileLock(root / f"{name}.lock"):
+        if not record.is_file():
+            try:
+                record.write_text(json.dumps({"ok": True, "text": build(folder)}))
+            except AssertionError as error:
+                record.write_text(json.dumps({"ok": False, "text": str(error)}))
+                raise
+    outcome = json.loads(record.read_text())
+    if not outcome["ok"]:
+        pytest.fail(f"{name} failed in another worker: {outcome['text']}")
+    return folder, outcome["text"]
+
+
 @pytest.fixture(scope="session")
-def ci_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def ci_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, str]:
     """A workspace after ``snakemake --cores 2 --configfile configs/ci.yaml``, once per session: the workflow,
-    report, DVC and cluster tests read it. Tests must not change it (copy it first), except for the
-    report, which only adds results/report.html."""
+    report, DVC and cluster tests read it. Tests must not change it (copy it first)."""
     from tests.pipeline.workspace import make_workspace, snakemake
 
-    work = make_workspace(tmp_path_factory.mktemp("ci-run"))
-    result = snakemake(["--cores", "2", "--configfile", "configs/ci.yaml"], work, timeout=1800)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return work, result.stderr
+    def build(folder: Path) -> str:
+        work = make_workspace(folder)
+        result = snakemake(["--cores", "2", "--configfile", "configs/ci.yaml"], work, timeout=1800)
+        assert result.returncode == 0, result.stderr[-4000:]
+        return result.stderr
+
+    return once_per_session(tmp_path_factory, worker_id, "ci-run", build)
+
+
+@pytest.fixture(scope="session")
+def ci_report(ci_run: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The HTML report of the ci run (``snakemake --report``), written once per session beside it."""
+    from tests.pipeline.workspace import snakemake
+
+    def build(folder: Path) -> str:
+        folder.mkdir()
+        report = folder / "report.html"
+        args = ["--report", str(report), "--cores", "1", "--configfile", "configs/ci.yaml"]
+        result = snakemake(args, ci_run[0])
+        assert result.returncode == 0, result.stderr[-3000:]
+        return str(report)
+
+    return Path(once_per_session(tmp_path_factory, worker_id, "ci-report", build)[1])
