@@ -61,13 +61,14 @@ def four_layer_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def once_per_session(
-    tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str, build: Callable[[Path], str]
+    tmp_path_factory: pytest.TempPathFactory, config: pytest.Config, name: str, build: Callable[[Path], str]
 ) -> tuple[Path, str]:
     """``build(folder)`` run once per test session, shared by every pytest-xdist worker: the first worker
     to ask runs it under a file lock, the others wait and reuse its folder and the text it returned. A
     failed build is recorded, so the other workers fail at once with its message instead of rebuilding."""
     base = tmp_path_factory.getbasetemp()
-    root = base if worker_id == "master" else base.parent  # the workers' folders share this parent
+    # Under pytest-xdist each worker has a folder of its own below one shared by the run.
+    root = base.parent if hasattr(config, "workerinput") else base
     folder, record = root / name, root / f"{name}.json"
     with FileLock(root / f"{name}.lock"):
         if not record.is_file():
@@ -83,7 +84,7 @@ def once_per_session(
 
 
 @pytest.fixture(scope="session")
-def ci_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, str]:
+def ci_run(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> tuple[Path, str]:
     """A workspace after ``snakemake --cores 2 --configfile configs/ci.yaml``, once per session: the workflow,
     report, DVC and cluster tests read it. Tests must not change it (copy it first)."""
     from tests.pipeline.workspace import make_workspace, snakemake
@@ -94,11 +95,13 @@ def ci_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Pa
         assert result.returncode == 0, result.stderr[-4000:]
         return result.stderr
 
-    return once_per_session(tmp_path_factory, worker_id, "ci-run", build)
+    return once_per_session(tmp_path_factory, pytestconfig, "ci-run", build)
 
 
 @pytest.fixture(scope="session")
-def ci_report(ci_run: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+def ci_report(
+    ci_run: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Path:
     """The HTML report of the ci run (``snakemake --report``), written once per session beside it."""
     from tests.pipeline.workspace import snakemake
 
@@ -110,4 +113,4 @@ def ci_report(ci_run: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
         assert result.returncode == 0, result.stderr[-3000:]
         return str(report)
 
-    return Path(once_per_session(tmp_path_factory, worker_id, "ci-report", build)[1])
+    return Path(once_per_session(tmp_path_factory, pytestconfig, "ci-report", build)[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -119,10 +120,13 @@ def test_changing_decorr_lambda_replans_only_the_decorrelation_chain(
 ) -> None:
     """Snakemake's params trigger: the training record of the decorr experiments holds decorr.lambda, so
     they, their evaluations and analyses, and the tables and figures above them run again; nothing else."""
-    work, _ = ci_run
-    overlay = tmp_path / "lambda.yaml"  # outside the shared run, which other workers read meanwhile
-    overlay.write_text("decorr:\n  lambda: 2.5\n")
-    result = snakemake(["-n", "--cores", "2", "--configfile", "configs/ci.yaml", str(overlay)], work)
+    # A copy: other workers read the shared run meanwhile, and the overlay must stay configs/ci.yaml (the
+    # list of config files is itself a parameter of every job).
+    work = tmp_path / "work"
+    shutil.copytree(ci_run[0], work, symlinks=True)
+    overlay = work / "configs/ci.yaml"
+    overlay.write_text(overlay.read_text() + "\ndecorr:\n  lambda: 2.5\n")
+    result = snakemake(["-n", "--cores", "2", "--configfile", "configs/ci.yaml"], work)
     assert result.returncode == 0, result.stderr[-2000:]
     chain = {
         (rule, f"experiment={setting}-decorr-s0{extra}")

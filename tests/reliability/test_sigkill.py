@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from avsr_sinks.features.store import FeatureStore
@@ -50,6 +51,9 @@ decode: {beam_size: 4, max_new_tokens: 24}
 
 def _stage(script: str, argv: list[str]) -> None:
     os.setpgrp()  # the kill below then reaches any worker the stage starts
+    # A stage starts in a fresh process: forget the accelerate state that tests run earlier in this worker
+    # set up (the training stage sets its own precision).
+    AcceleratorState._reset_state(reset_partial_state=True)
     sys.argv = [script, *argv]
     runpy.run_path(str(REPO / "workflow_scripts" / script), run_name="__main__")
 
