@@ -60,3 +60,27 @@ def test_feature_sets_cover_the_grid_once() -> None:
     assert not any(c == "text_only" for _, _, c in sets)
     vsr = paths.experiment_features(params, "vsr-v2-baseline-s0", "test", "babble0db")
     assert list(vsr) == ["video"] and vsr["video"].endswith("/test-clean")
+
+
+def test_evaluation_conditions_skip_what_an_experiment_cannot_tell_apart() -> None:
+    """Noise only where the experiment hears audio, the text-only floor only for the chosen methods; the
+    targets of a whole run and dvc.yaml's condition axis both follow."""
+    from avsr_sinks.workflow import paths
+
+    params = load_params([REPO / "params.yaml"])
+    params["evaluate"] |= {
+        "conditions": ["clean", "babble0db", "text_only"],
+        "text_only_methods": ["baseline"],
+    }
+    conditions = {e.name: paths.eval_conditions(params, e) for e in build_grid(params)}
+    assert conditions["asr-a4-baseline-s0"] == ["clean", "babble0db", "text_only"]
+    assert conditions["avsr-a4v5-decorr-s0"] == ["clean", "babble0db"]
+    assert conditions["vsr-v5-baseline-s0"] == ["clean", "text_only"]
+    assert conditions["vsr-v5-act-s0"] == ["clean"]
+    targets = paths.eval_targets(params)
+    assert len(targets) == sum(map(len, conditions.values())) == len(set(targets))
+    from avsr_sinks.workflow.dvc_yaml import dvc_pipeline
+
+    stages = dvc_pipeline(params)["stages"]
+    assert stages["evaluate_vsr_act"]["matrix"]["condition"] == ["clean"]
+    assert stages["evaluate_asr_baseline"]["matrix"]["condition"] == ["clean", "babble0db", "text_only"]

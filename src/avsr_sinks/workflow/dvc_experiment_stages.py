@@ -161,7 +161,7 @@ def _decoding_stages(
         heads = paths.act_heads_json(runs.name)
         stages[f"act_heads_{task}"] = _act_heads_stage(runs, heads)
         head_flags, head_deps = f" --act-heads {heads}", [heads, f"{LIB}/decoding/act.py"]
-    stages[f"evaluate_{task}_{method}"] = _evaluate_stage(runs, head_flags, head_deps)
+    stages[f"evaluate_{task}_{method}"] = _evaluate_stage(runs, first, head_flags, head_deps)
     stages[f"analyze_{task}_{method}"] = _analyze_stage(runs, head_flags, head_deps)
     return stages
 
@@ -192,14 +192,17 @@ def _act_heads_stage(runs: _DecodingRuns, heads: str) -> dict[str, Any]:
     }
 
 
-def _evaluate_stage(runs: _DecodingRuns, head_flags: str, head_deps: list[str]) -> dict[str, Any]:
-    """Decoding of the test split under each of params' evaluation conditions (one more matrix axis)."""
+def _evaluate_stage(
+    runs: _DecodingRuns, first: Experiment, head_flags: str, head_deps: list[str]
+) -> dict[str, Any]:
+    """Decoding of the test split under each evaluation condition of the task and method of ``first``
+    (one more matrix axis)."""
     test = runs.features("test", "${item.condition}")
     test_list = paths.usable_list(runs.params, "test")
     out_json = paths.eval_json(runs.name, "${item.condition}")
     out_csv = paths.eval_csv(runs.name, "${item.condition}")
     return {
-        "matrix": {**runs.matrix, "condition": list(runs.params["evaluate"]["conditions"])},
+        "matrix": {**runs.matrix, "condition": paths.eval_conditions(runs.params, first)},
         **stage(
             f"{PY}/evaluate.py --params params.yaml --experiment {runs.name} --checkpoint {runs.ckpt}"
             f" --corpus-dir {runs.corpus} --utterances {test_list} {feature_flags(test)}{head_flags}"

@@ -105,7 +105,7 @@ def feature_sets(params: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         for e in build_grid(params)
         for split, conditions in (
             ("train", train_conditions),
-            ("test", params["evaluate"]["conditions"]),
+            ("test", eval_conditions(params, e)),
             ("val", ["clean"] if e.method == "act" else []),  # ACT's head search
         )
         for condition in conditions
@@ -166,8 +166,22 @@ FIGURES_DIR = "results/figures"
 FIGURES_INDEX = f"{FIGURES_DIR}/index.json"  # lists every figure drawn, inside the figures rule's folder
 
 
+def eval_conditions(params: Mapping[str, Any], experiment: Experiment) -> list[str]:
+    """The test conditions an experiment is decoded under: noise only where it hears audio (on video
+    alone a noisy test set is the clean one), the text-only floor only for the methods in
+    ``evaluate.text_only_methods``."""
+    evaluate = params["evaluate"]
+
+    def applies(condition: str) -> bool:
+        if condition == TEXT_ONLY:
+            return experiment.method in evaluate["text_only_methods"]
+        return condition == "clean" or "audio" in experiment.modalities
+
+    return [c for c in evaluate["conditions"] if applies(c)]
+
+
 def eval_targets(params: Mapping[str, Any]) -> list[str]:
-    return [eval_json(e, c) for e in build_grid(params) for c in params["evaluate"]["conditions"]]
+    return [eval_json(e, c) for e in build_grid(params) for c in eval_conditions(params, e)]
 
 
 def results_tables() -> list[str]:
