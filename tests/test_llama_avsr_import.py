@@ -265,7 +265,7 @@ def test_imported_checkpoint_reproduces_the_authors_forward(
     )
     source_path = save_authors_checkpoint(tmp_path / "source.pt", state, hyper_parameters)
     source = read_checkpoint(source_path)
-    inferred = import_llama_avsr(source, tmp_path / "imported", params, experiment, llm_dir)
+    inferred = import_llama_avsr(source, tmp_path / "imported", resolve_run(params, experiment), llm_dir)
     assert inferred.compression == compression and inferred.projector_layernorm == layernorm
     assert inferred.llm_lora.rank == RANK and inferred.llm_lora.projections == ("q_proj", "v_proj")
 
@@ -292,7 +292,7 @@ def test_video_encoder_lora_is_written_and_evaluation_refuses_it(
     state = authors_state(llm_dir, {"video": 5}, "avgpool", True, video_lora_rank=3)
     source = read_checkpoint(save_authors_checkpoint(tmp_path / "vsr.pth", state))
     experiment = parse_name("vsr-v5-baseline-s0")
-    inferred = import_llama_avsr(source, tmp_path / "imported", params, experiment, llm_dir)
+    inferred = import_llama_avsr(source, tmp_path / "imported", resolve_run(params, experiment), llm_dir)
     assert inferred.video_encoder_lora is not None and inferred.video_encoder_lora.rank == 3
     record = json.loads((tmp_path / "imported" / "experiment.json").read_text())["video_encoder_lora"]
     assert record["alpha"] == 2 * 3 and record["targets"] == ["q_proj", "v_proj"]
@@ -361,7 +361,9 @@ def test_contradictions_are_refused_naming_file_key_and_shapes(
         params["model"]["match_embedding_norm"] = True
     path = save_authors_checkpoint(tmp_path / "source.pth", state, hyper_parameters)
     with pytest.raises(ImportRefusedError) as refusal:
-        import_llama_avsr(read_checkpoint(path), tmp_path / "out", params, experiment, target_llm)
+        import_llama_avsr(
+            read_checkpoint(path), tmp_path / "out", resolve_run(params, experiment), target_llm
+        )
     message = str(refusal.value)
     assert str(path) in message and all(e in message for e in evidence), message
     assert not (tmp_path / "out").exists()

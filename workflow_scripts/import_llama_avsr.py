@@ -7,9 +7,9 @@ the checkpoint's model (configs/paper.yaml does for the attention-sink paper's L
 
 from pathlib import Path
 
-from avsr_sinks.importers.llama_avsr import import_checkpoint_file
 from avsr_sinks.importers.llama_avsr_checkpoint import ImportRefusedError
 from avsr_sinks.workflow import cli
+from avsr_sinks.workflow.import_stage import import_checkpoint_file
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,14 +41,13 @@ from avsr_sinks.importers.llama_avsr_checkpoint import (
     infer_config,
     lora_shape,
     projector_evidence,
-    read_checkpoint,
     shape_of,
 )
 from avsr_sinks.io import atomic_path, git_commit, require_model_folder, sha256_file
 from avsr_sinks.modeling.checkpoints import SPECIAL_TOKEN_EMBEDDINGS, VIDEO_ENCODER_LORA
 from avsr_sinks.modeling.llm import LLM_FILES
 from avsr_sinks.settings.grid import Experiment, parse_name
-from avsr_sinks.settings.spec import resolve_run
+from avsr_sinks.settings.spec import RunSpec
 
 TASK_OF_MODALITY = {"audio": "asr", "video": "vsr", "audiovisual": "avsr"}  # their --modality values
 COMPRESSION_OF_MODE = {"stack": "stack", "avg-pooling": "avgpool"}  # their --compression-mode values
@@ -99,11 +97,9 @@ def _folder_tensor(llm_dir: Path, name: str) -> torch.Tensor | None:
         return f.get_tensor(name) if name in f.keys() else None  # noqa: SIM118 (safe_open has no __contains__)
 
 
-def _experiment_conflicts(
-    source: SourceCheckpoint, inferred: InferredConfig, params: Mapping[str, Any], experiment: Experiment
-) -> list[str]:
+def _experiment_conflicts(source: SourceCheckpoint, inferred: InferredConfig, spec: RunSpec) -> list[str]:
     """Where the projectors (and a Lightning checkpoint's arguments) contradict the experiment."""
-    state, found = source.state, []
+    state, experiment, found = source.state, spec.experiment, []
     rates = {"audio": experiment.audio_rate, "video": experiment.video_rate}
     for m in sorted(set(experiment.modalities) - set(inferred.modalities)):
         found.append(
@@ -112,7 +108,7 @@ def _experiment_conflicts(
         )
     for m in sorted(set(inferred.modalities) - set(experiment.modalities)):
         found.append(f"{projector_evidence(state, m)}: {experiment.name} has no {m} input")
-    compression = inferred.compression or params["model"]["compression"]
+    compression = inferred.compression or spec.model.compression
     for m in set(experiment.modalities) & set(inferred.modalities):
         d_in = inferred.projector_inputs[m]
         width = inferred.encoder_widths.get(m, d_in // rates[m])
@@ -134,38 +130,36 @@ def _experiment_conflicts(
     return found
 
 
-def _params_conflicts(
-    source: SourceCheckpoint, inferred: InferredConfig, params: Mapping[str, Any], task: str
-) -> list[str]:
-    """Where the checkpoint contradicts the params' model section (which the record will carry)."""
-    state, model, found = source.state, params["model"], []
+def _params_conflicts(source: SourceCheckpoint, inferred: InferredConfig, spec: RunSpec) -> list[str]:
+    """Where the checkpoint contradicts the run's model settings (which the record will carry)."""
+    state, model, task, found = source.state, spec.model, spec.experiment.task, []
     hp = source.hyper_parameters or {}
-    if inferred.compression and inferred.compression != model["compression"]:
+    if inferred.compression and inferred.compression != model.compression:
         m = next(m for m in inferred.modalities if m in inferred.encoder_widths)
         found.append(
-            f"model.compression is {model['compression']}, but {projector_evidence(state, m)} on a "
+            f"model.compression is {model.compression}, but {projector_evidence(state, m)} on a "
             f"{inferred.encoder_widths[m]}-wide encoder means {inferred.compression}"
         )
     mode = COMPRESSION_OF_MODE.get(hp.get("compression_mode"))
-    if mode and mode != model["compression"]:
-        found.append(f"model.compression is {model['compression']}, hyper_parameters.compression_mode {mode}")
+    if mode and mode != model.compression:
+        found.append(f"model.compression is {model.compression}, hyper_parameters.compression_mode {mode}")
     lora = inferred.llm_lora
     down = first_layer_lora_key(lora.projections[0], "down")
     for name, have, want, evidence in (
-        ("projector_hidden", inferred.projector_hidden, model["projector_hidden"], projector_evidence(state)),
+        ("projector_hidden", inferred.projector_hidden, model.projector_hidden, projector_evidence(state)),
         (
             "projector_layernorm",
             inferred.projector_layernorm,
-            model["projector_layernorm"],
+            model.projector_layernorm,
             "keys *_proj.3.*",
         ),
-        ("lora_rank", lora.rank, model["lora_rank"], f"{down} {shape_of(state[down])}"),
-        ("lora_targets", sorted(lora.projections), sorted(model["lora_targets"]), "keys lora_down_X"),
+        ("lora_rank", lora.rank, model.lora_rank, f"{down} {shape_of(state[down])}"),
+        ("lora_targets", sorted(lora.projections), sorted(model.lora_targets), "keys lora_down_X"),
     ):
         if have != want:
             found.append(f"model.{name} is {want}, the checkpoint has {have} ({evidence})")
     if "alpha" in hp and "reduction_lora" in hp:
-        theirs, ours = hp["alpha"] / hp["reduction_lora"], model["lora_alpha"] / model["lora_rank"]
+        theirs, ours = hp["alpha"] / hp["reduction_lora"], model.lora_alpha / model.lora_rank
         if not math.isclose(theirs, ours):
             found.append(
                 f"model.lora_alpha / model.lora_rank = {ours:g}, the checkpoint's LoRA scaling is "
@@ -173,18 +167,17 @@ def _params_conflicts(
                 f"= {theirs:g}"
             )
     prompt_arg = {"asr": "prompt_audio", "vsr": "prompt_video", "avsr": "prompt_audiovisual"}[task]
-    if prompt_arg in hp and hp[prompt_arg] != model["prompts"][task]:
+    if prompt_arg in hp and hp[prompt_arg] != model.prompt:
         found.append(
-            f"model.prompts.{task} is {model['prompts'][task]!r}, "
-            f"hyper_parameters.{prompt_arg} {hp[prompt_arg]!r}"
+            f"model.prompts.{task} is {model.prompt!r}, hyper_parameters.{prompt_arg} {hp[prompt_arg]!r}"
         )
-    if params["model"]["match_embedding_norm"]:
+    if model.match_embedding_norm:
         found.append(
             "model.match_embedding_norm must be false: the authors' model feeds its projector output as is"
         )
-    if params["train"]["ctc_weight"]:
+    if spec.train.ctc_weight:
         found.append("train.ctc_weight must be 0: the authors' model has no CTC head")
-    if params["train"]["warm_start"][task]:
+    if spec.train.warm_start:
         found.append(
             f"train.warm_start.{task} must be empty: the authors' model did not start from this project's "
             "checkpoints"
@@ -289,13 +282,9 @@ def _special_token_rows(source: SourceCheckpoint, llm_config: Any) -> dict[str, 
 
 
 def import_llama_avsr(
-    source: SourceCheckpoint,
-    out_dir: str | Path,
-    params: Mapping[str, Any],
-    experiment: Experiment,
-    llm_dir: Path,
+    source: SourceCheckpoint, out_dir: str | Path, spec: RunSpec, llm_dir: Path
 ) -> InferredConfig:
-    """Write ``out_dir`` as the checkpoint of ``experiment`` under ``params``, refusing any contradiction.
+    """Write ``out_dir`` as the checkpoint of the run ``spec`` describes, refusing any contradiction.
 
     The folder holds what train.py writes (model.safetensors, experiment.json with the experiment's record,
     so :func:`avsr_sinks.modeling.checkpoints.load_checkpoint` accepts it under the same params), plus
@@ -307,32 +296,33 @@ def import_llama_avsr(
         llm_dir,
         "--llm (llm.path)",
         LLM_FILES,
-        params["llm"]["hub_id"],
+        spec.llm.hub_id,
         otherwise="put the Hugging Face folder of the LLM the checkpoint was trained on there "
         f"({inferred.llm_guess or f'hidden size {inferred.llm_hidden}'})",
     )
     llm_config = AutoConfig.from_pretrained(llm_dir, local_files_only=True, trust_remote_code=False)
     conflicts = [
-        *_experiment_conflicts(source, inferred, params, experiment),
-        *_params_conflicts(source, inferred, params, experiment.task),
+        *_experiment_conflicts(source, inferred, spec),
+        *_params_conflicts(source, inferred, spec),
         *_llm_conflicts(source, inferred, llm_dir, llm_config),
     ]
     if conflicts:
         raise ImportRefusedError(
-            f"{source.path}: does not fit {experiment.name} under these params:\n  " + "\n  ".join(conflicts)
+            f"{source.path}: does not fit {spec.experiment.name} under these params:\n  "
+            + "\n  ".join(conflicts)
         )
     tensors = _our_tensors(source, inferred)
     special_rows = _special_token_rows(source, llm_config)
     video_lora = inferred.video_encoder_lora
     record = {
-        **resolve_run(params, experiment).train_record(),
+        **spec.train_record(),
         "imported_from": {
             "path": str(source.path.resolve()),
             "sha256": sha256_file(source.path),
             "container": source.container,
             "inferred": asdict(inferred),
             "lora_scaling": {
-                "value": params["model"]["lora_alpha"] / params["model"]["lora_rank"],
+                "value": spec.model.lora_alpha / spec.model.lora_rank,
                 "from": "hyper_parameters (checked)"
                 if source.hyper_parameters and "alpha" in source.hyper_parameters
                 else "params: the file does not store it",
@@ -364,27 +354,3 @@ def import_llama_avsr(
             save_file(_video_encoder_lora_tensors(source), str(tmp / VIDEO_ENCODER_LORA))
         (tmp / "experiment.json").write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
     return inferred
-
-
-def import_checkpoint_file(
-    path: Path,
-    out_dir: Path,
-    params: Mapping[str, Any],
-    experiment_name: str | None,
-    audio_rate: int | None,
-    video_rate: int | None,
-    llm_dir: Path | None,
-    show: Callable[[str], None] = print,
-) -> Experiment:
-    """Read the checkpoint at ``path``, show what it holds, and import it as the experiment named (or the
-    one its task and the rates give) into ``out_dir``; ``llm_dir`` defaults to llm.path.
-
-    ``show`` (print by default) gets the inferred configuration as soon as it is known, so that a refusal
-    by the experiment, the params or the LLM folder comes after what the checkpoint holds.
-    """
-    source = read_checkpoint(path)
-    inferred = infer_config(source)
-    show(f"{path} ({source.container}):\n{inferred.summary()}")
-    experiment = requested_experiment(experiment_name, audio_rate, video_rate, inferred)
-    import_llama_avsr(source, out_dir, params, experiment, llm_dir or Path(params["llm"]["path"]))
-    return experiment
