@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from avsr_sinks.data.validation import CorpusRules, check_split, write_skip_report, write_usable
+from avsr_sinks.data.validation import check_split, write_skip_report, write_usable
 from avsr_sinks.workflow import cli
+from avsr_sinks.workflow.corpus_check import corpus_rules
 
 
 def main() -> None:
@@ -14,7 +15,7 @@ def main() -> None:
     ap.add_argument("--out-skipped", type=Path, required=True)
     args = ap.parse_args()
     params = cli.start(args)
-    check = check_split(args.corpus_dir, args.split, CorpusRules.from_params(params))
+    check = check_split(args.corpus_dir, args.split, corpus_rules(params))
     write_skip_report(args.out_skipped, check.problems)
     write_usable(args.out_usable, check.usable)
     print(

@@ -4,7 +4,6 @@ split's final list of usable utterances, its skip report (both passes) and its c
 from pathlib import Path
 
 from avsr_sinks.data.validation import (
-    CorpusRules,
     check_transcripts,
     finish_split,
     read_usable,
@@ -12,6 +11,7 @@ from avsr_sinks.data.validation import (
 )
 from avsr_sinks.modeling.llm import load_tokenizer
 from avsr_sinks.workflow import cli
+from avsr_sinks.workflow.corpus_check import corpus_rules
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     params = cli.start(args)
     utterances = read_usable(args.media_usable, args.corpus_dir)
     tokenizer = load_tokenizer(args.llm_dir, params["llm"]["hub_id"])
-    rules = CorpusRules.from_params(params)
+    rules = corpus_rules(params)
     check = check_transcripts(utterances, *tokenizer_pass(tokenizer), rules, args.corpus_dir, args.split)
     card = finish_split(check, args.media_skipped, args.out_usable, args.out_skipped, args.out_card)
     print(f"{args.split}: {card['usable']} of {card['rows']} utterances usable, {card['skipped']} skipped")

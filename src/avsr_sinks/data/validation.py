@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,20 +48,13 @@ LATER_SPLITS = {"train": ("val", "test"), "val": ("test",), "test": ()}
 
 @dataclass(frozen=True)
 class CorpusRules:
-    """What a usable sample is, from params.yaml (``from_params``)."""
+    """What a usable sample is (avsr_sinks.workflow.corpus_check.corpus_rules reads it from params)."""
 
     on_bad_sample: str = "error"
     av_tolerance_s: float = 0.1
     audio_window_s: float | None = None  # the audio encoder's input window; None: no limit
     fps: float = media.FPS
     sample_rate: int = media.SAMPLE_RATE
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> CorpusRules:
-        corpus = params["corpus"]
-        return cls(
-            corpus["on_bad_sample"], corpus["av_tolerance_s"], params["audio_encoder"]["window_seconds"]
-        )
 
 
 @dataclass

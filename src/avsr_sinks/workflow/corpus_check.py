@@ -11,6 +11,14 @@ from avsr_sinks.data.validation import CorpusRules, check_corpus
 from avsr_sinks.modeling.llm import load_tokenizer
 
 
+def corpus_rules(params: Mapping[str, Any]) -> CorpusRules:
+    """What a usable sample is under params: the corpus's rules and the audio encoder's window."""
+    corpus = params["corpus"]
+    return CorpusRules(
+        corpus["on_bad_sample"], corpus["av_tolerance_s"], params["audio_encoder"]["window_seconds"]
+    )
+
+
 def check_configured_corpus(
     params: Mapping[str, Any], root: Path | None, splits: Sequence[str]
 ) -> dict[str, Any]:
@@ -19,4 +27,4 @@ def check_configured_corpus(
     llm = Path(params["llm"]["path"])
     tokenizer = load_tokenizer(llm) if (llm / "config.json").is_file() else None
     corpus = root or Path(params["corpus"]["root"])
-    return check_corpus(corpus, CorpusRules.from_params(params), splits, tokenizer)
+    return check_corpus(corpus, corpus_rules(params), splits, tokenizer)

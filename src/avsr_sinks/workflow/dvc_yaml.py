@@ -237,7 +237,12 @@ def _corpus_check_stages(params: Mapping[str, Any]) -> dict[str, Any]:
             "do": stage(
                 f"{PY}/check_corpus_media.py --params params.yaml --corpus-dir {corpus} --split {split}"
                 f" --out-usable {media} --out-skipped {media_skipped}",
-                deps=[corpus, "workflow_scripts/check_corpus_media.py", f"{LIB}/data"],
+                deps=[
+                    corpus,
+                    "workflow_scripts/check_corpus_media.py",
+                    f"{LIB}/workflow/corpus_check.py",
+                    f"{LIB}/data",
+                ],
                 params=["corpus.on_bad_sample", "corpus.av_tolerance_s", "audio_encoder.window_seconds"],
                 outs=[media, media_skipped],
             ),
@@ -253,6 +258,7 @@ def _corpus_check_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                     media_skipped,
                     llm,
                     "workflow_scripts/check_corpus_text.py",
+                    f"{LIB}/workflow/corpus_check.py",
                     f"{LIB}/data",
                     f"{LIB}/modeling/llm.py",
                 ],
