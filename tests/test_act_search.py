@@ -24,7 +24,7 @@ from tests.conftest import REPO, tiny_llm
 from tests.train_job import make_features, toy_model_config
 
 ACT = ActSpec(beta=0.4, sink_threshold=0.1, exempt_key="first_token", search_metric="ce", search_utterances=8)
-DECODE = DecodeSpec(batch_size=4, beam_size=2, max_new_tokens=6)
+DECODE = DecodeSpec(batch_size=4, beam_size=2, max_new_tokens=6, autocast_bf16_on_cpu=False)
 
 
 def toy(lm_dir: Path, data: Path) -> tuple[AVSRModel, FeatureDataset]:

@@ -23,7 +23,13 @@ from avsr_sinks.decoding.decode import (
 from avsr_sinks.features.store import FeatureDataset, FeatureStore
 from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
+from avsr_sinks.settings.config import load_params
+from avsr_sinks.settings.grid import parse_name
+from avsr_sinks.settings.spec import resolve_run
+from avsr_sinks.workflow.checkpoint_stages import evaluate_stage
 from tests.train_job import make_features, toy_model_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 # reference            hypothesis            edits (after lower-casing and collapsing spaces)
 # "The cat  sat"       "the bat sat down"    cat -> bat (S), + down (I), 2 hits
@@ -82,7 +88,14 @@ class StandInDecoder(torch.nn.Module):
 
     def generate(self, features, beam_size: int, max_new_tokens: int) -> list[str]:
         self.calls.append(
-            {"batch": len(features), "beam": beam_size, "max_new": max_new_tokens, "training": self.training}
+            {
+                "batch": len(features),
+                "beam": beam_size,
+                "max_new": max_new_tokens,
+                "training": self.training,
+                "bf16_autocast": torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16,
+            }
         )
         return [" ".join(f"{m}{len(x)}" for m, x in sorted(f.items())) or "text-only" for f in features]
 
@@ -91,16 +104,40 @@ def _items(n: int) -> list[tuple[str, dict[str, torch.Tensor], str]]:
     return [(f"spk/u{i}", {"audio": torch.zeros(10 + i, 4)}, f"words of {i}") for i in range(n)]
 
 
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
 @pytest.mark.parametrize("text_only", [False, True], ids=["with-features", "text-only"])
-def test_decode_dataset_keeps_dataset_order_and_passes_the_search_settings(text_only: bool) -> None:
+def test_decode_dataset_keeps_dataset_order_and_passes_the_search_settings(
+    text_only: bool, autocast: bool
+) -> None:
     model = StandInDecoder().train()
-    frame = decode_dataset(model, _items(5), batch_size=2, beam_size=3, max_new_tokens=7, text_only=text_only)
+    frame = decode_dataset(
+        model,
+        _items(5),
+        batch_size=2,
+        beam_size=3,
+        max_new_tokens=7,
+        text_only=text_only,
+        autocast_bf16_on_cpu=autocast,
+    )
     assert list(frame.columns) == ["uid", "reference", "hypothesis"]
     assert frame["uid"].tolist() == [f"spk/u{i}" for i in range(5)]
     assert frame["reference"].tolist() == [f"words of {i}" for i in range(5)]
     expected = ["text-only"] * 5 if text_only else [f"audio{10 + i}" for i in range(5)]
     assert frame["hypothesis"].tolist() == expected
-    assert model.calls == [{"batch": b, "beam": 3, "max_new": 7, "training": False} for b in (2, 2, 1)]
+    assert model.calls == [
+        {"batch": b, "beam": 3, "max_new": 7, "training": False, "bf16_autocast": autocast} for b in (2, 2, 1)
+    ]
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
+def test_evaluation_decodes_in_the_precision_params_set(tmp_path: Path, autocast: bool) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"decode:\n  autocast_bf16_on_cpu: {str(autocast).lower()}\n")
+    spec = resolve_run(load_params([REPO / "params.yaml", overlay]), parse_name("asr-a4-baseline-s0"))
+    model = StandInDecoder()
+    evaluate_stage(spec, _items(3), model, "clean", None, tmp_path / "clean.json", tmp_path / "clean.hyp.csv")
+    assert [call["bf16_autocast"] for call in model.calls] == [autocast]
+    assert json.loads((tmp_path / "clean.json").read_text())["decode"]["autocast_bf16_on_cpu"] is autocast
 
 
 class StandInScorer(torch.nn.Module):

@@ -177,7 +177,12 @@ def search_act_heads(
                 value = prefix_calibrated_ce(model, subset, decode.batch_size, calibration)
             else:
                 hyps = decode_dataset(
-                    model, subset, decode.batch_size, decode.beam_size, decode.max_new_tokens
+                    model,
+                    subset,
+                    decode.batch_size,
+                    decode.beam_size,
+                    decode.max_new_tokens,
+                    autocast_bf16_on_cpu=decode.autocast_bf16_on_cpu,
                 )
                 value = word_error_rate(hyps["reference"].tolist(), hyps["hypothesis"].tolist())["wer"]
         log.info("ACT heads %s: %s %.4f", sorted(heads), act.search_metric, value)

@@ -53,18 +53,21 @@ def decode_dataset(
     beam_size: int,
     max_new_tokens: int,
     text_only: bool = False,
+    autocast_bf16_on_cpu: bool = False,
 ) -> pd.DataFrame:
     """Hypotheses for every utterance, in dataset order (columns uid, reference, hypothesis).
 
     ``text_only`` drops every modality block, so the LLM decodes from ``[BOS] prompt`` alone: the floor
-    that a model using its audio or video must beat.
+    that a model using its audio or video must beat. ``autocast_bf16_on_cpu`` runs the CPU's share of the
+    decoding under bf16 autocast (decode.autocast_bf16_on_cpu).
     """
     model.eval()
     rows = []
     for start in tqdm(range(0, len(dataset), batch_size), desc="decode", mininterval=5):
         batch = collate_features([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         features = [{} for _ in batch["features"]] if text_only else batch["features"]
-        hyps = model.generate(features, beam_size=beam_size, max_new_tokens=max_new_tokens)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16_on_cpu):
+            hyps = model.generate(features, beam_size=beam_size, max_new_tokens=max_new_tokens)
         rows += [
             {"uid": u, "reference": r, "hypothesis": h}
             for u, r, h in zip(batch["uids"], batch["transcripts"], hyps, strict=True)

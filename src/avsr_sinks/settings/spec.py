@@ -106,6 +106,7 @@ class DecodeSpec:
     beam_size: int
     max_new_tokens: int
     batch_size: int
+    autocast_bf16_on_cpu: bool
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,9 @@ def resolve_run(params: Mapping[str, Any], experiment: Experiment) -> RunSpec:
         layers = read("decorr.layers")
         decorr = DecorrSpec(weight=read("decorr.lambda"), layers=tuple(layers) if layers else None)
     train_keys = tuple(read.keys)
-    decode = DecodeSpec(**read.section("decode", ("beam_size", "max_new_tokens", "batch_size")))
+    decode = DecodeSpec(
+        **read.section("decode", ("beam_size", "max_new_tokens", "batch_size", "autocast_bf16_on_cpu"))
+    )
     act = None
     if experiment.method == "act":
         act = ActSpec(

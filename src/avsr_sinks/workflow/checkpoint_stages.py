@@ -51,6 +51,7 @@ def evaluate_stage(
             decode.beam_size,
             decode.max_new_tokens,
             text_only=condition == TEXT_ONLY,
+            autocast_bf16_on_cpu=decode.autocast_bf16_on_cpu,
         )
     record = {
         **spec.eval_record(),
