@@ -27,9 +27,8 @@ from avsr_sinks.settings.config import load_params
 from avsr_sinks.settings.grid import parse_name
 from avsr_sinks.settings.spec import resolve_run
 from avsr_sinks.workflow.checkpoint_stages import evaluate_stage
+from tests.conftest import REPO
 from tests.train_job import make_features, toy_model_config
-
-REPO = Path(__file__).resolve().parents[1]
 
 # reference            hypothesis            edits (after lower-casing and collapsing spaces)
 # "The cat  sat"       "the bat sat down"    cat -> bat (S), + down (I), 2 hits
