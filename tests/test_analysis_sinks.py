@@ -12,8 +12,9 @@ import torch
 
 from avsr_sinks.analysis.capture import collect, write_analysis
 from avsr_sinks.analysis.metrics import AnalysisThresholds, analyze_batch
-from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig, Segment
+from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import load_llm
+from avsr_sinks.modeling.segments import Segment
 
 S, L, HEADS, H = 10, 3, 4, 16
 # BOS <audio> A A </audio> INST INST resp resp resp

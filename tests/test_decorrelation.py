@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from avsr_sinks.modeling.avsr_model import Segment
+from avsr_sinks.modeling.segments import Segment
 from avsr_sinks.training.losses import decorrelation_loss
 from tests.train_spy import spy_on_toy_training
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from avsr_sinks.analysis.metrics import AnalysisThresholds, analyze_batch
-from avsr_sinks.modeling.avsr_model import Segment
+from avsr_sinks.modeling.segments import Segment
 
 SEGMENTS = [Segment.BOS, Segment.AUDIO, Segment.AUDIO, Segment.AUDIO, Segment.PROMPT, Segment.RESPONSE]
 N, HEADS, H = len(SEGMENTS), 2, 8

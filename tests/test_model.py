@@ -6,9 +6,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig, Segment
+from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.layers import Compressor
 from avsr_sinks.modeling.llm import load_llm
+from avsr_sinks.modeling.segments import Segment
 
 
 def config(

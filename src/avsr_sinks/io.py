@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 
 @contextlib.contextmanager
@@ -89,6 +88,10 @@ def require_model_folder(
 def load_safetensors(path: str | os.PathLike[str], restore: str) -> dict[str, Any]:
     """The tensors of a safetensors file; a truncated or corrupt one raises a ValueError that names the
     file and says how to ``restore`` it (safetensors' own error names neither)."""
+    # Imported here: safetensors.torch imports torch, which the figure and table jobs (users of the
+    # other helpers of this module) never need; it is seconds of every such job's start.
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(path))
     except SafetensorError as err:

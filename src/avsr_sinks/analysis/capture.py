@@ -17,9 +17,10 @@ import torch
 
 from avsr_sinks.analysis.metrics import AnalysisThresholds, analyze_batch
 from avsr_sinks.io import atomic_path, git_commit, write_json_atomic
-from avsr_sinks.modeling.avsr_model import AVSRModel, Segment
+from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.layer_outputs import decoder_layers, recorded_outputs
 from avsr_sinks.modeling.llm import SPECIAL_TOKENS
+from avsr_sinks.modeling.segments import Segment
 
 
 @dataclass

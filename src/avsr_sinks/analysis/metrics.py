@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from avsr_sinks.modeling.avsr_model import Segment
+from avsr_sinks.modeling.segments import Segment
 
 
 def sink_scores(attention: torch.Tensor, length: int) -> torch.Tensor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -20,22 +19,11 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from avsr_sinks.modeling.layers import Compressor, Projector, TiedCTCHead
 from avsr_sinks.modeling.llm import SPECIAL_TOKENS
+from avsr_sinks.modeling.segments import Segment
 
 log = logging.getLogger(__name__)
 
 CTC_HEADS = (None, "linear", "tied_embeddings")
-
-
-class Segment(IntEnum):
-    """What each position of the LLM input holds; the analysis groups tokens by it."""
-
-    PAD = 0
-    BOS = 1
-    DELIMITER = 2
-    AUDIO = 3
-    VIDEO = 4
-    PROMPT = 5
-    RESPONSE = 6
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from matplotlib.colors import Normalize, PowerNorm
 from matplotlib.figure import Figure
 
 from avsr_sinks.io import atomic_path, write_json_atomic
-from avsr_sinks.modeling.avsr_model import Segment
+from avsr_sinks.modeling.segments import Segment
 from avsr_sinks.settings.grid import parse_name
 
 PathLike = str | os.PathLike[str]
@@ -174,6 +174,9 @@ def _hidden_panel(ax, a: Mapping[str, np.ndarray]) -> None:
         height,
         color=colours,
         shade=True,
+        # Thousands of shaded faces: drawn as vectors they make the PDF megabytes large and slow to write
+        # and to open; rasterized at the figure's dpi they look the same.
+        rasterized=True,
     )
     ax.set_xlabel("feature index")
     ax.set_ylabel("token position")

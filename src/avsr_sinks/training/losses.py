@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from avsr_sinks.modeling.avsr_model import Segment
+from avsr_sinks.modeling.segments import Segment
 
 # Hidden states of a zero vector (or an underflowed bf16 one) must give a cosine of 0, not NaN.
 _NORM_EPS = 1e-12
