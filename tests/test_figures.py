@@ -3,9 +3,6 @@ panels, segments, marks and data values of the arrays it was drawn from."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,7 +25,6 @@ from avsr_sinks.report.figures import (
     topk_by_method_figure,
     topk_figure,
 )
-from tests.conftest import REPO
 from tests.test_analysis_sinks import CLOSE_AUDIO, LABELS, SEGMENTS, batch, utterance
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -257,17 +253,3 @@ def test_segment_spans_follow_the_paper_layout() -> None:
     # Without labels, a delimiter joins the feature tokens beside it.
     assert segment_spans(np.array(SEGMENTS), np.array([""] * len(SEGMENTS)))[1] == ("Audio", 1, 5)
     assert set(METHOD_COLOURS) == {"baseline", "decorr", "act"}
-
-
-def test_the_figures_job_starts_without_torch() -> None:
-    """The figures rule reads saved arrays only: importing torch (and transformers, peft) would be seconds
-    of every run's figures job for nothing."""
-    imports_of_the_script = (
-        "import json, runpy, sys; runpy.run_path('workflow_scripts/make_figures.py'); "
-        "print(json.dumps(sorted(sys.modules)))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", imports_of_the_script], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    loaded = set(json.loads(done.stdout.splitlines()[-1]))
-    assert "matplotlib" in loaded and not loaded & {"torch", "transformers", "peft"}

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # workflow.cli imports the error class in jobs that never load torch
+    import torch
 
 
 class NonFiniteLossError(RuntimeError):
@@ -27,7 +29,7 @@ class NonFiniteStep:
     resume_dir: Path | None
 
     def check(self, what: str, value: torch.Tensor, terms: Mapping[str, torch.Tensor | None]) -> None:
-        if bool(torch.isfinite(value).all()):
+        if bool(value.isfinite().all()):
             return
         parts = ", ".join(f"{k} {float(v):.4g}" for k, v in terms.items() if v is not None)
         saves = sorted(self.resume_dir.glob("step-*")) if self.resume_dir and self.resume_dir.is_dir() else []

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from avsr_sinks.data.manifest import DataError, SplitError
 from avsr_sinks.data.media import MediaError
 from avsr_sinks.settings.config import ConfigError, load_params
@@ -46,6 +44,9 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     """Configure logging and torch threads, then load and validate the configuration."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
+    # Imported here: the corpus media check and the tables page run through this module without torch.
+    import torch
+
     torch.set_num_threads(args.threads or params["runtime"]["threads"])
     return params
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from avsr_sinks.data.validation import CorpusRules, check_corpus
-from avsr_sinks.modeling.llm import load_tokenizer
 
 
 def corpus_rules(params: Mapping[str, Any]) -> CorpusRules:
@@ -24,6 +23,10 @@ def check_configured_corpus(
 ) -> dict[str, Any]:
     """check_corpus on ``root`` (default: corpus.root) under params' rules, the transcripts checked against
     the LLM's tokenizer where the LLM is installed (the text pass is skipped otherwise)."""
+    # Imported here: the media pass's stage reads corpus_rules from this module and never needs
+    # transformers, seconds of every start of that job.
+    from avsr_sinks.modeling.llm import load_tokenizer
+
     llm = Path(params["llm"]["path"])
     tokenizer = load_tokenizer(llm) if (llm / "config.json").is_file() else None
     corpus = root or Path(params["corpus"]["root"])
