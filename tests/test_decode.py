@@ -21,6 +21,7 @@ from avsr_sinks.decoding.decode import (
     write_evaluation,
 )
 from avsr_sinks.features.store import FeatureDataset, FeatureStore
+from avsr_sinks.modeling import precision
 from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.settings.config import load_params
@@ -128,15 +129,24 @@ def test_decode_dataset_keeps_dataset_order_and_passes_the_search_settings(
     ]
 
 
-@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
-def test_evaluation_decodes_in_the_precision_params_set(tmp_path: Path, autocast: bool) -> None:
+@pytest.mark.parametrize(
+    ("setting", "native_bf16", "autocast"),
+    [("false", True, False), ("true", False, True), ("auto", True, True), ("auto", False, False)],
+    ids=["float32", "bf16-autocast", "auto-on-native-bf16", "auto-on-emulated-bf16"],
+)
+def test_evaluation_decodes_in_the_precision_params_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, native_bf16: bool, autocast: bool
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text(f"decode:\n  autocast_bf16_on_cpu: {str(autocast).lower()}\n")
+    overlay.write_text(f"decode:\n  autocast_bf16_on_cpu: {setting}\n")
     spec = resolve_run(load_params([REPO / "params.yaml", overlay]), parse_name("asr-a4-baseline-s0"))
     model = StandInDecoder()
     evaluate_stage(spec, _items(3), model, "clean", None, tmp_path / "clean.json", tmp_path / "clean.hyp.csv")
     assert [call["bf16_autocast"] for call in model.calls] == [autocast]
-    assert json.loads((tmp_path / "clean.json").read_text())["decode"]["autocast_bf16_on_cpu"] is autocast
+    record = json.loads((tmp_path / "clean.json").read_text())
+    assert record["cpu_bf16_autocast"] is autocast
+    assert str(record["decode"]["autocast_bf16_on_cpu"]).lower() == setting  # the setting as params has it
 
 
 class StandInScorer(torch.nn.Module):

@@ -36,6 +36,7 @@ def test_ci_configuration_end_to_end(ci_run: tuple[Path, str]) -> None:
         log = pd.read_csv(ckpt / "train_log.csv")
         summary = json.loads((ckpt / "experiment.json").read_text())["summary"]
         assert len(summary["averaged_steps"]) == 2 and summary["averaged_steps"][-1] == len(log)
+        assert summary["mixed_precision"] == "no"  # configs/ci.yaml trains in float32
         # configs/ci.yaml: ASR starts with 4 CTC warm-up steps (no LLM, no cross-entropy), then joint
         # training; AVSR starts from the ASR run's weights, without a warm-up.
         warmup = 0 if experiment.startswith("avsr") else 4

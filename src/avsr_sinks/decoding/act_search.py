@@ -38,6 +38,7 @@ from avsr_sinks.decoding.decode import decode_dataset, teacher_forced_ce, word_e
 from avsr_sinks.features.store import FeatureDataset, collate_features
 from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.layer_outputs import recorded_inputs
+from avsr_sinks.modeling.precision import cpu_bf16_autocast
 from avsr_sinks.settings.spec import ActSpec, DecodeSpec
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def search_act_heads(
                     decode.batch_size,
                     decode.beam_size,
                     decode.max_new_tokens,
-                    autocast_bf16_on_cpu=decode.autocast_bf16_on_cpu,
+                    autocast_bf16_on_cpu=cpu_bf16_autocast(decode.autocast_bf16_on_cpu),
                 )
                 value = word_error_rate(hyps["reference"].tolist(), hyps["hypothesis"].tolist())["wer"]
         log.info("ACT heads %s: %s %.4f", sorted(heads), act.search_metric, value)

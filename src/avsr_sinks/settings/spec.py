@@ -89,7 +89,7 @@ class TrainSpec:
     ctc_head: str | None  # None without a CTC loss
     ctc_modalities: tuple[str, ...] | None  # the task's; None without a CTC loss
     ctc_warmup_steps: int  # 0 for a warm-started run: its projectors are trained already
-    autocast_bf16_on_cpu: bool
+    autocast_bf16_on_cpu: bool | str  # true, false or auto (modeling.precision resolves it)
     noise_probability: float  # the task's share of noisy samples (0 without audio)
     noise: Mapping[str, Any] | None  # kind and SNRs of the noisy view: only where it is read
     time_mask_max_seconds: float  # the task's
@@ -106,7 +106,7 @@ class DecodeSpec:
     beam_size: int
     max_new_tokens: int
     batch_size: int
-    autocast_bf16_on_cpu: bool
+    autocast_bf16_on_cpu: bool | str  # true, false or auto (modeling.precision resolves it)
 
 
 @dataclass(frozen=True)

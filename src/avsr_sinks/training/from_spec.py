@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from avsr_sinks.features.augment import AugmentConfig
+from avsr_sinks.modeling.precision import cpu_bf16_autocast
 from avsr_sinks.settings.spec import RunSpec
 from avsr_sinks.training.train import TrainConfig
 
@@ -25,7 +26,7 @@ def train_config(spec: RunSpec) -> TrainConfig:
         average_last=t.average_last,
         decorr_lambda=spec.decorr.weight if spec.decorr is not None else 0.0,
         decorr_layers=spec.decorr.layers if spec.decorr is not None else None,
-        autocast_bf16_on_cpu=t.autocast_bf16_on_cpu,
+        autocast_bf16_on_cpu=cpu_bf16_autocast(t.autocast_bf16_on_cpu),
     )
 
 

@@ -261,6 +261,7 @@ class _TrainingRun:
             "seconds": time.perf_counter() - start,
             "final_loss": self.loss,
             "averaged_steps": self.averaged,
+            "mixed_precision": self.accelerator.mixed_precision,  # bf16 or no, as this machine ran it
         }
         experiment = {
             **self.record,

@@ -18,6 +18,7 @@ from avsr_sinks.decoding.method import method_context
 from avsr_sinks.features.store import FeatureDataset
 from avsr_sinks.io import git_commit, write_json_atomic
 from avsr_sinks.modeling.avsr_model import AVSRModel
+from avsr_sinks.modeling.precision import cpu_bf16_autocast
 from avsr_sinks.settings.spec import RunSpec
 
 
@@ -43,6 +44,7 @@ def evaluate_stage(
 ) -> dict[str, Any]:
     """Decode the test split under ``condition`` with the experiment's method and score it (WER)."""
     decode = spec.decode
+    autocast = cpu_bf16_autocast(decode.autocast_bf16_on_cpu)
     with method_context(model, spec, act_heads) as heads:
         hyps = decode_dataset(
             model,
@@ -51,12 +53,13 @@ def evaluate_stage(
             decode.beam_size,
             decode.max_new_tokens,
             text_only=condition == TEXT_ONLY,
-            autocast_bf16_on_cpu=decode.autocast_bf16_on_cpu,
+            autocast_bf16_on_cpu=autocast,
         )
     record = {
         **spec.eval_record(),
         **({"act_heads": heads} if heads is not None else {}),
         "condition": condition,
+        "cpu_bf16_autocast": autocast,  # what decode.autocast_bf16_on_cpu came to on this machine
         "git_commit": git_commit(),
     }
     return write_evaluation(hyps, out_json, out_csv, record)
