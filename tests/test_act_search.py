@@ -47,6 +47,12 @@ def test_search_scores_every_candidate_against_the_uncalibrated_model(
     assert model.llm.get_base_model().config._attn_implementation == "eager", "restored after the search"
 
 
+def test_an_unknown_search_metric_is_refused_by_name(four_layer_lm: Path, tmp_path: Path) -> None:
+    model, dataset = toy(four_layer_lm, tmp_path / "data")
+    with pytest.raises(ValueError, match="act.search_metric must be one of .*, got 'bleu'"):
+        search_act_heads(model, dataset, dataclasses.replace(ACT, search_metric="bleu"), DECODE)
+
+
 def test_act_decodes_with_the_kept_heads_and_refuses_foreign_searches(
     four_layer_lm: Path, tmp_path: Path
 ) -> None:

@@ -160,9 +160,10 @@ def search_act_heads(
     Returns search_heads' record plus the settings it ran under.
     """
     if act.search_metric not in SEARCH_METRICS:
-        raise ValueError(f"act.search_metric must be one of {SEARCH_METRICS}, got {act['search_metric']!r}")
+        raise ValueError(f"act.search_metric must be one of {SEARCH_METRICS}, got {act.search_metric!r}")
     subset = Subset(dataset, range(min(act.search_utterances, len(dataset))))
     config = model.llm.get_base_model().config
+    autocast = cpu_bf16_autocast(decode.autocast_bf16_on_cpu)
 
     single_head = (
         SingleHeadScorer(model, subset, decode.batch_size, act) if act.search_metric == "ce" else None
@@ -183,7 +184,7 @@ def search_act_heads(
                     decode.batch_size,
                     decode.beam_size,
                     decode.max_new_tokens,
-                    autocast_bf16_on_cpu=cpu_bf16_autocast(decode.autocast_bf16_on_cpu),
+                    autocast_bf16_on_cpu=autocast,
                 )
                 value = word_error_rate(hyps["reference"].tolist(), hyps["hypothesis"].tolist())["wer"]
         log.info("ACT heads %s: %s %.4f", sorted(heads), act.search_metric, value)
