@@ -28,8 +28,8 @@ RUN_LIMIT_S = 1500
 CI = ["--configfile", "configs/ci.yaml"]
 # Every kind of job that reads the corpus or a model runs through SLURM: the test split's checks and
 # features, training with and without the decorrelation loss, ACT's search, decoding clean and in noise,
-# analysis, tables and figures. Generating the corpus and preparing the models are left to the local run:
-# they are the slowest jobs of the ci run and the same rules' resources are read by every job.
+# analysis, tables and figures. Generating the corpus and preparing the models stay with the local run:
+# they are the slowest jobs of the ci run, and under SLURM they would show nothing the other jobs do not.
 SLURM_RULES = {
     "check_corpus_text",
     "check_corpus_media",
