@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from avsr_sinks.settings.config import load_params
@@ -96,6 +97,16 @@ def test_killed_training_resumes_under_snakemake(ci_run: tuple[Path, str], tmp_p
     _assert_same_training(work, reference)
 
 
+def _forget_committed_output(work: Path, stage: str) -> None:
+    """The stage's output gone from the workspace, DVC's cache and its run cache, as if never committed:
+    DVC would otherwise check the recorded output out instead of running the stage."""
+    (out,) = yaml.safe_load((work / "dvc.lock").read_text())["stages"][stage]["outs"]
+    digest = out["md5"]
+    shutil.rmtree(work / out["path"])
+    (work / ".dvc/cache/files/md5" / digest[:2] / digest[2:]).unlink()
+    shutil.rmtree(work / ".dvc/cache/runs")
+
+
 def _assert_same_training(work: Path, reference: Path) -> None:
     got, want = (
         load_file(str(work / TARGET / "model.safetensors")),
@@ -115,8 +126,10 @@ def test_killed_training_resumes_under_dvc_repro(ci_run: tuple[Path, str], tmp_p
     work = git_dvc_repo(reference, tmp_path)
     stage = f"train_asr_baseline@{EXPERIMENT}"
 
-    # --force: DVC would otherwise restore the committed output instead of training
-    saved = _kill_after_second_save(["dvc", "repro", "--force", stage], work)
+    # A checkpoint that was never committed (`dvc repro --force` would rerun the upstream stages too): the
+    # stage has changed, its upstream stages have not, so it alone runs.
+    _forget_committed_output(work, stage)
+    saved = _kill_after_second_save(["dvc", "repro", stage], work)
     assert not (work / TARGET).exists(), "a killed training stage left a checkpoint folder behind"
 
     # DVC's lock names the killed process, which no longer exists, so the rerun needs no unlocking.
