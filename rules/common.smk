@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 from avsr_sinks.workflow import paths
 from avsr_sinks.settings.config import SCHEMA_PATH, load_params
-from avsr_sinks.settings.spec import resolve_run, warm_start_sources
+from avsr_sinks.settings.spec import branch_source, resolve_run, warm_start_sources
 from avsr_sinks.settings.grid import build_grid, parse_name
 
 # params.yaml plus every --configfile overlay, in Snakemake's order. Our loader validates the merge and
@@ -102,6 +102,16 @@ def warm_start_input(wildcards):
 
 def warm_start_flags(wildcards, input):
     return " ".join(f"--warm-start {shlex.quote(path)}" for path in input.warm_start)
+
+
+def branch_input(wildcards):
+    """The baseline checkpoint a decorr run continues from (decorr.branch_at), or none."""
+    baseline = branch_source(PARAMS, parse_name(wildcards.experiment))
+    return [] if baseline is None else [paths.checkpoint_dir(baseline)]
+
+
+def branch_flag(wildcards, input):
+    return " ".join(f"--branch-from {shlex.quote(path)}" for path in input.branch)
 
 
 def resume_path(wildcards):

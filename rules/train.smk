@@ -8,6 +8,7 @@ rule train:
         features=features_input("train", "clean"),
         noisy_features=noisy_features_input,
         warm_start=warm_start_input,
+        branch=branch_input,
         llm=llm_input(),
     output:
         directory(paths.checkpoint_dir("{experiment}")),
@@ -24,6 +25,7 @@ rule train:
         features=features_flags("train", "clean"),
         noisy_features=noisy_features_flags,
         warm_start=warm_start_flags,
+        branch=branch_flag,
         resume=resume_path,
         trigger=train_trigger,
     threads: THREADS
@@ -37,5 +39,5 @@ rule train:
     shell:
         "python workflow_scripts/train.py --params {params.config} --threads {threads}"
         " --experiment {wildcards.experiment} --corpus-dir {params.corpus:q} --utterances {input.usable:q}"
-        " {params.features} {params.noisy_features} {params.warm_start} --lm-dir {params.llm:q} --out-dir {output:q}"
+        " {params.features} {params.noisy_features} {params.warm_start} {params.branch} --lm-dir {params.llm:q} --out-dir {output:q}"
         " --resume-dir {params.resume:q} > {log:q} 2>&1"

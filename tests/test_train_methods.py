@@ -90,6 +90,7 @@ def test_warm_start_sources_follow_the_rates_and_must_be_in_the_grid() -> None:
 
     params = load_params([REPO / "params.yaml"])
     params["train"]["warm_start"] = {"asr": [], "vsr": [], "avsr": ["asr", "vsr"]}
+    params["decorr"]["branch_at"] = None  # a decorr run that continues its baseline starts from no other
     params["grid"] |= {
         "asr_audio_rates": [4, 16],
         "vsr_video_rates": [2, 5],

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from avsr_sinks.settings.grid import Experiment, build_grid
@@ -93,6 +93,10 @@ class TrainSpec:
     noise_probability: float  # the task's share of noisy samples (0 without audio)
     noise: Mapping[str, Any] | None  # kind and SNRs of the noisy view: only where it is read
     time_mask_max_seconds: float  # the task's
+    # decorr.branch_at: the share of the schedule the baseline and its decorr run train as one (the
+    # baseline keeps its state at that step, the decorr run continues from it); None: apart (the paper)
+    branch_at: float | None = None
+    branch_from: str | None = None  # a branching decorr run: the baseline it continues
 
 
 @dataclass(frozen=True)
@@ -256,10 +260,35 @@ def _model(read: _Reader, task: str) -> ModelSpec:
     )
 
 
+def branch_source(params: Mapping[str, Any], experiment: Experiment) -> Experiment | None:
+    """The baseline a decorr run continues from (decorr.branch_at set): same task, rates and seed, in the
+    grid; None for every other run."""
+    experiment = experiment.trained
+    if experiment.method != "decorr" or params["decorr"]["branch_at"] is None:
+        return None
+    baseline = replace(experiment, method="baseline")
+    if baseline not in build_grid(params):
+        raise ValueError(
+            f"decorr.branch_at = {params['decorr']['branch_at']} continues {experiment.name} from "
+            f"{baseline.name}, which is not in the grid: add baseline to grid.methods or set "
+            "decorr.branch_at to null"
+        )
+    return baseline
+
+
+def _has_decorr_run(params: Mapping[str, Any], experiment: Experiment) -> bool:
+    """Whether ``experiment`` is a baseline whose decorr run (same task, rates, seed) is in the grid: the
+    one whose state decorr.branch_at may ask it to keep."""
+    return experiment.method == "baseline" and replace(experiment, method="decorr") in build_grid(params)
+
+
 def warm_start_sources(params: Mapping[str, Any], experiment: Experiment) -> list[Experiment]:
     """The trained experiments whose checkpoints initialise ``experiment`` (train.warm_start): same
-    method, seed and the rates of their own modalities; each must be in the grid."""
+    method, seed and the rates of their own modalities; each must be in the grid. None for a decorr run
+    that continues its baseline (which was warm-started itself)."""
     experiment = experiment.trained
+    if branch_source(params, experiment) is not None:
+        return []
     sources = []
     for task in params["train"]["warm_start"][experiment.task]:
         source = Experiment(
@@ -280,6 +309,12 @@ def warm_start_sources(params: Mapping[str, Any], experiment: Experiment) -> lis
 
 
 def _train(read: _Reader, experiment: Experiment) -> TrainSpec:
+    if experiment.method == "decorr":
+        read("decorr.branch_at")  # null or not, whether the run continues its baseline
+    baseline = branch_source(read.params, experiment)
+    if baseline is not None:
+        # The run is its baseline's up to the branch: the same settings, which the branch is checked against.
+        return replace(_train(read, baseline), branch_from=baseline.name)
     task = experiment.task
     warm = tuple(source.name for source in warm_start_sources(read.params, experiment))
     read(f"train.warm_start.{task}")
@@ -304,6 +339,7 @@ def _train(read: _Reader, experiment: Experiment) -> TrainSpec:
         if noise_probability > 0
         else None,
         time_mask_max_seconds=_per_task(read, "train.augment.time_mask_max_seconds", task),
+        branch_at=read("decorr.branch_at") if _has_decorr_run(read.params, experiment) else None,
     )
 
 

@@ -60,6 +60,9 @@ class TrainConfig:
     # bf16 autocast of the forward pass on a CPU too (a GPU always trains under it); weights, optimizer
     # state and the checkpoint stay float32.
     autocast_bf16_on_cpu: bool = False
+    # decorr.branch_at: the share of the schedule after which a baseline keeps its state for its decorr
+    # run, and from which that run continues (None: the two train apart).
+    branch_at: float | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -106,6 +109,9 @@ class StepTerms:
         ]
 
 
+# Where a baseline keeps its state for its decorr run: in the resume folder, then in the checkpoint.
+BRANCH = "branch"
+
 LOG_HEADER = ["step", "epoch", "loss", "ctc_loss", "decorr_loss", "lr", "grad_norm", "tokens_per_s"]
 
 
@@ -117,6 +123,7 @@ def train(
     record: Mapping[str, Any],
     resume_dir: Path | None = None,
     augment: FeatureAugmenter | None = None,
+    branch_from: Path | None = None,
 ) -> dict[str, Any]:
     """Train and write the checkpoint folder (model.safetensors, experiment.json, train_log.csv) atomically.
 
@@ -134,16 +141,19 @@ def train(
         record: the experiment's resolved configuration, stored in experiment.json.
         resume_dir: where to keep the resume state (None: no intermediate checkpoints, so no average).
         augment: train-time augmentation of the cached features (None: the features as cached).
+        branch_from: a branching decorr run (``cfg.branch_at``): its baseline's checkpoint folder, whose
+            branch/ holds the state this run continues from. Without it, a run under ``cfg.branch_at`` is
+            the baseline and keeps its state at that step in its checkpoint's branch/ folder.
 
     Returns:
         the run's summary (steps, seconds, final loss, the steps whose weights were averaged), also
         stored in experiment.json.
     """
-    _refuse_contradictions(cfg, resume_dir)
+    _refuse_contradictions(cfg, resume_dir, branch_from)
     if augment is not None:
         augment.check_covers(dataset.uids)
     seed_everything(cfg.seed)
-    run = _TrainingRun(model, dataset, cfg, record, out_dir.name, resume_dir, augment)
+    run = _TrainingRun(model, dataset, cfg, record, out_dir.name, resume_dir, augment, branch_from)
     start = time.perf_counter()
     run.train_epochs(out_dir.name)
     return run.finish(out_dir, start)
@@ -162,9 +172,11 @@ class _TrainingRun:
         name: str,
         resume_dir: Path | None,
         augment: FeatureAugmenter | None,
+        branch_from: Path | None,
     ) -> None:
         """The accelerator, batches, optimizer and schedule of the run, continued from a matching resume
-        save if there is one, and prepared by accelerate."""
+        save if there is one (else, for a branching decorr run, from its baseline's branch state), and
+        prepared by accelerate."""
         self.cfg, self.record, self.resume_dir, self.augment = cfg, record, resume_dir, augment
         self.accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),
@@ -181,6 +193,18 @@ class _TrainingRun:
         self.averaged = training_state.averaged_steps(
             self.total_steps, cfg.checkpoint_every, cfg.average_last
         )
+        self.branch_step = (
+            None if cfg.branch_at is None else training_state.branch_step(self.total_steps, cfg.branch_at)
+        )
+        # The baseline keeps its state at the branch step; a decorr run continues from it.
+        self.keeps_branch = self.branch_step is not None and branch_from is None
+        if self.branch_step is not None and len(self.averaged) > 1 and self.averaged[0] <= self.branch_step:
+            # The decorr run's own saves start after the branch; the baseline's earlier ones are not its.
+            raise ValueError(
+                f"train.average_last = {cfg.average_last} averages the saves of steps {self.averaged}, "
+                f"but the decorr runs branch off their baselines at step {self.branch_step} "
+                f"(decorr.branch_at = {cfg.branch_at}): average fewer saves or branch earlier"
+            )
         optimizer = make_optimizer(model, cfg)
         schedule = get_cosine_schedule_with_warmup(
             optimizer, num_warmup_steps=0, num_training_steps=self.total_steps
@@ -188,6 +212,11 @@ class _TrainingRun:
         self.step, self.log_rows = _resume(
             model, optimizer, schedule, resume_dir, record, name, self.total_steps
         )
+        if self.step == 0 and branch_from is not None:
+            assert self.branch_step is not None
+            self.step, self.log_rows = _continue_branch(
+                model, optimizer, schedule, branch_from, record, name, self.branch_step
+            )
         self.loss = math.nan
         # The model as accelerate prepared it (DDP-wrapped when distributed); ``unwrapped`` is the AVSRModel.
         self.model, self.optimizer, self.loader, self.schedule = self.accelerator.prepare(
@@ -236,6 +265,18 @@ class _TrainingRun:
         self.log_rows.append(terms.log_row(self.step, epoch, lr, time.perf_counter() - tick))
         progress.update()
         progress.set_postfix(loss=f"{self.loss:.3f}")
+        if self.keeps_branch and self.step == self.branch_step:
+            assert resume_dir is not None
+            training_state.save_resume(
+                resume_dir / BRANCH,
+                self.unwrapped,
+                self.optimizer,
+                self.schedule,
+                self.step,
+                self.record,
+                self.log_rows,
+                0,
+            )
         if resume_dir is not None and self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
             kept = max(cfg.average_last - 2, 0)  # saves before the newest whose weights the average needs
             training_state.save_resume(
@@ -262,6 +303,9 @@ class _TrainingRun:
             "final_loss": self.loss,
             "averaged_steps": self.averaged,
             "mixed_precision": self.accelerator.mixed_precision,  # bf16 or no, as this machine ran it
+            # the step up to which this run is its baseline's (a branching decorr run) or up to which its
+            # decorr run is this one (a baseline that keeps its state for it)
+            "branch_step": self.branch_step,
         }
         experiment = {
             **self.record,
@@ -269,17 +313,28 @@ class _TrainingRun:
             "git_commit": git_commit(),
             "trainable_parameters": self.unwrapped.count_trainable(),
         }
-        _write_checkpoint(out_dir, weights, self.log_rows, experiment)
+        branch = self.resume_dir / BRANCH if self.keeps_branch and self.resume_dir is not None else None
+        _write_checkpoint(out_dir, weights, self.log_rows, experiment, branch)
         if self.resume_dir is not None:
             shutil.rmtree(self.resume_dir, ignore_errors=True)
         return summary
 
 
-def _refuse_contradictions(cfg: TrainConfig, resume_dir: Path | None) -> None:
+def _refuse_contradictions(cfg: TrainConfig, resume_dir: Path | None, branch_from: Path | None) -> None:
     if cfg.average_last > 1 and resume_dir is None:
         raise ValueError(
             f"train.average_last = {cfg.average_last} averages saved checkpoints, which live in the "
             "resume folder: pass resume_dir (workflow_scripts/train.py --resume-dir)"
+        )
+    if branch_from is not None and cfg.branch_at is None:
+        raise ValueError(
+            f"branch_from = {branch_from}, but decorr.branch_at is null: no step to continue from"
+        )
+    if cfg.branch_at is not None and branch_from is None and resume_dir is None:
+        raise ValueError(
+            f"decorr.branch_at = {cfg.branch_at}: the baseline keeps its state for the decorr run in the "
+            "resume folder until its checkpoint is written: pass resume_dir (workflow_scripts/train.py "
+            "--resume-dir)"
         )
     if cfg.ctc_warmup_steps and not cfg.ctc_weight:
         raise ValueError(
@@ -316,11 +371,34 @@ def _resume(
             # Saves of a run under another configuration must not be averaged into this one.
             shutil.rmtree(resume_dir)
         return 0, []
+    log.info("resuming %s from step %d of %d (%s)", name, state["step"], total_steps, resume_dir)
+    return _load_state(model, optimizer, schedule, state)
+
+
+def _continue_branch(
+    model: AVSRModel,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    branch_from: Path,
+    record: Mapping[str, Any],
+    name: str,
+    step: int,
+) -> tuple[int, list[list[Any]]]:
+    """A decorr run's start: its baseline's state at the branch step (weights, optimizer, schedule, RNG and
+    the log of the steps they share), from the baseline's checkpoint ``branch_from``."""
+    state = training_state.load_branch(branch_from / BRANCH, record, step)
+    log.info("%s continues %s from step %d", name, branch_from, step)
+    return _load_state(model, optimizer, schedule, state)
+
+
+def _load_state(
+    model: AVSRModel, optimizer: torch.optim.Optimizer, schedule: Any, state: Mapping[str, Any]
+) -> tuple[int, list[list[Any]]]:
+    """A saved training state loaded into the run; returns its step and log rows."""
     model.load_trainable_state_dict(state["trainable"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["torch_rng"])
-    log.info("resuming %s from step %d of %d (%s)", name, state["step"], total_steps, resume_dir)
     return state["step"], state["log"]
 
 
@@ -373,11 +451,18 @@ def _final_weights(
 
 
 def _write_checkpoint(
-    out_dir: Path, weights: dict[str, torch.Tensor], log_rows: list[list[Any]], experiment: Mapping[str, Any]
+    out_dir: Path,
+    weights: dict[str, torch.Tensor],
+    log_rows: list[list[Any]],
+    experiment: Mapping[str, Any],
+    branch: Path | None,
 ) -> None:
-    """model.safetensors, train_log.csv and experiment.json, renamed into place together."""
+    """model.safetensors, train_log.csv, experiment.json and the state kept for the decorr run (``branch``,
+    into branch/), renamed into place together."""
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
+        if branch is not None:
+            shutil.copytree(branch, tmp / BRANCH)
         with (tmp / "train_log.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(LOG_HEADER)

@@ -66,6 +66,48 @@ def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[st
     }
 
 
+def branch_step(total_steps: int, branch_at: float) -> int:
+    """The step after which a decorr run continues its baseline's run (decorr.branch_at of the schedule)."""
+    return min(max(round(branch_at * total_steps), 1), total_steps - 1)
+
+
+# A branching decorr run compares its baseline's record with its own, less what tells the two apart.
+_BRANCH_DIFFERENCES = ("experiment", "method", "decorr")
+
+
+def load_branch(folder: Path, record: Mapping[str, Any], step: int) -> dict[str, Any]:
+    """The state a baseline kept at ``step`` for its decorr run (``folder``: the baseline checkpoint's
+    branch/ folder), checked to be of the same settings as the decorr run's ``record``."""
+    saves = sorted(p for p in folder.glob("step-*") if (p / "progress.json").is_file())
+    if not saves:
+        raise FileNotFoundError(
+            f"{folder}: no branch state; the baseline checkpoint was trained without decorr.branch_at "
+            "(retrain it, or set decorr.branch_at to null)"
+        )
+    progress = json.loads((saves[-1] / "progress.json").read_text(encoding="utf-8"))
+    if progress["step"] != step:
+        raise ValueError(
+            f"{saves[-1]}: the baseline kept its state at step {progress['step']}, this run branches at "
+            f"step {step}: retrain the baseline under the same decorr.branch_at"
+        )
+
+    def shared(rec: Mapping[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in rec.items() if k not in _BRANCH_DIFFERENCES}
+        if "train" in kept:
+            kept["train"] = {k: v for k, v in kept["train"].items() if k != "branch_from"}
+        return kept
+
+    mismatches = differences(shared(progress["record"]), shared(json.loads(json.dumps(record, default=str))))
+    if mismatches:
+        raise ValueError(
+            f"{folder}: the baseline was trained under other settings than this decorr run shares with it: "
+            + "; ".join(mismatches)
+        )
+    # weights_only: the file holds tensors and plain containers only; nothing else may be unpickled.
+    states = torch.load(saves[-1] / "optimizer.pt", weights_only=True)
+    return {**progress, **states, "trainable": load_file(str(saves[-1] / "trainable.safetensors"))}
+
+
 def save_folder(folder: Path, step: int) -> Path:
     return folder / f"step-{step:08d}"
 

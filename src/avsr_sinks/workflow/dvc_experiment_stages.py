@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from avsr_sinks.settings.grid import Experiment, build_grid
-from avsr_sinks.settings.spec import resolve_run, warm_start_sources
+from avsr_sinks.settings.spec import branch_source, resolve_run, warm_start_sources
 from avsr_sinks.workflow import paths
 from avsr_sinks.workflow.dvc_stage import LIB, MODEL_CODE, PY, feature_flags, stage
 
@@ -37,35 +37,30 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
         # As the train rule: only a task whose augmentation mixes in noise reads the noisy view.
         noisy_features = paths.noisy_train_features(params, next(e for e in experiments if e.task == task))
         noisy_flags = " " + feature_flags(noisy_features, "--noisy-features") if noisy_features else ""
-        warm_tasks = params["train"]["warm_start"][task]
         # One training stage per method, so that a decorr.* change reruns only the decorr runs.
         for method in dict.fromkeys(e.method for e in paths.trained_experiments(params) if e.task == task):
             trained = [e for e in paths.trained_experiments(params) if e.task == task and e.method == method]
-            # A warm start reads other experiments' checkpoints, whose names a matrix cannot derive: those
-            # stages iterate over a dict that names them per experiment (foreach), the others over a matrix.
-            if warm_tasks:
-                loop: dict[str, Any] = {
-                    "foreach": {
-                        e.name: {
-                            source.task: paths.checkpoint_dir(source)
-                            for source in warm_start_sources(params, e)
-                        }
-                        for e in trained
-                    }
-                }
+            # A warm start or a branch reads other experiments' checkpoints, whose names a matrix cannot
+            # derive: those stages iterate over a dict that names them per experiment (foreach), the others
+            # over a matrix. Every run of a task and method reads the same kinds of checkpoint.
+            sources = {e.name: _started_from(params, e) for e in trained}
+            kinds = next(iter(sources.values()))
+            if kinds:
+                loop: dict[str, Any] = {"foreach": sources}
                 name = "${key}"
-                warm = {t: f"${{item.{t}}}" for t in warm_tasks}
+                started_from = {kind: f"${{item.{kind}}}" for kind in kinds}
             else:
-                loop, name, warm = (
+                loop, name, started_from = (
                     {"matrix": {"experiment": [e.name for e in trained]}},
                     "${item.experiment}",
                     {},
                 )
+            flags = {kind: "--branch-from" if kind == "branch" else "--warm-start" for kind in kinds}
             training = stage(
                 f"{PY}/train.py --params params.yaml --experiment {name} --corpus-dir {corpus}"
                 f" --utterances {paths.usable_list(params, 'train')}"
                 f" {feature_flags(train_features)}{noisy_flags}"
-                + "".join(f" --warm-start {path}" for path in warm.values())
+                + "".join(f" {flags[kind]} {path}" for kind, path in started_from.items())
                 + f" --lm-dir {llm['path']}"
                 f" --out-dir {paths.checkpoint_dir(name)}"
                 f" --resume-dir {paths.resume_dir(name)}",
@@ -74,7 +69,7 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                     paths.usable_list(params, "train"),
                     *train_features.values(),
                     *noisy_features.values(),
-                    *warm.values(),
+                    *started_from.values(),
                     llm["path"],
                     "workflow_scripts/train.py",
                     f"{LIB}/workflow/training_stage.py",
@@ -89,15 +84,21 @@ def experiment_stages(params: Mapping[str, Any]) -> dict[str, Any]:
                 params=spec_keys(params, trained, decoding=False),
                 outs=[paths.checkpoint_dir(name)],
             )
-            stages[f"train_{task}_{method}"] = (
-                {**loop, "do": training} if warm_tasks else {**loop, **training}
-            )
+            stages[f"train_{task}_{method}"] = {**loop, "do": training} if kinds else {**loop, **training}
         # One set of decoding stages per method: ACT decodes its baseline's checkpoint, and a DVC matrix can
         # only substitute, so experiment and checkpoint names are built from the setting and seed.
         for method in dict.fromkeys(e.method for e in experiments if e.task == task):
             chosen = [e for e in experiments if e.task == task and e.method == method]
             stages.update(_decoding_stages(params, chosen, modalities, corpus_deps, llm["path"]))
     return stages
+
+
+def _started_from(params: Mapping[str, Any], experiment: Experiment) -> dict[str, str]:
+    """The checkpoints a training starts from: per warm-start task, or its baseline under "branch"."""
+    baseline = branch_source(params, experiment)
+    if baseline is not None:
+        return {"branch": paths.checkpoint_dir(baseline)}
+    return {source.task: paths.checkpoint_dir(source) for source in warm_start_sources(params, experiment)}
 
 
 # What a stage that decodes from a checkpoint imports, beside its own script.

@@ -1,6 +1,6 @@
 """One experiment's training stage as the pipeline runs it: the check's list of the train split with its
-cached features, the LLM, the model (warm-started where train.warm_start says so), the augmentation, and
-the checkpoint record."""
+cached features, the LLM, the model (warm-started where train.warm_start says so, or continuing its
+baseline where decorr.branch_at says so), the augmentation, and the checkpoint record."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.checkpoints import model_config, warm_start
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.settings.grid import parse_name
-from avsr_sinks.settings.spec import resolve_run, warm_start_sources
+from avsr_sinks.settings.spec import branch_source, resolve_run, warm_start_sources
 from avsr_sinks.training.from_spec import augment_config, train_config
 from avsr_sinks.training.train import seed_everything, train
 from avsr_sinks.workflow.cli import modality_path
@@ -42,6 +42,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         default=[],
         help="train.warm_start's checkpoints, in order",
     )
+    ap.add_argument(
+        "--branch-from",
+        type=Path,
+        help="a decorr run under decorr.branch_at: the baseline checkpoint it continues",
+    )
     ap.add_argument("--lm-dir", type=Path, required=True)
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--resume-dir", type=Path, help="keep resume state here (continue from it if present)")
@@ -64,6 +69,12 @@ def train_experiment(args: argparse.Namespace, params: dict[str, Any]) -> dict[s
             f"--warm-start: train.warm_start starts {experiment.name} from {[s.name for s in sources]}, "
             f"got {[str(p) for p in args.warm_start]}"
         )
+    baseline = branch_source(params, experiment)
+    if (baseline is None) != (args.branch_from is None):
+        raise SystemExit(
+            f"--branch-from: decorr.branch_at continues {experiment.name} from "
+            f"{baseline.name if baseline else 'no baseline'}, got {args.branch_from}"
+        )
     if sources:
         taken = warm_start(model, args.warm_start)
         log.info("warm start: %d tensors from %s", len(taken), ", ".join(map(str, args.warm_start)))
@@ -81,4 +92,6 @@ def train_experiment(args: argparse.Namespace, params: dict[str, Any]) -> dict[s
         **{f"{m}_features": store.manifest for m, store in stores.items()},
         **{f"noisy_{m}_features": store.manifest for m, store in noisy_stores.items()},
     }
-    return train(model, dataset, train_config(spec), args.out_dir, record, args.resume_dir, augment)
+    return train(
+        model, dataset, train_config(spec), args.out_dir, record, args.resume_dir, augment, args.branch_from
+    )
