@@ -267,28 +267,23 @@ class _TrainingRun:
         progress.set_postfix(loss=f"{self.loss:.3f}")
         if self.keeps_branch and self.step == self.branch_step:
             assert resume_dir is not None
-            training_state.save_resume(
-                resume_dir / BRANCH,
-                self.unwrapped,
-                self.optimizer,
-                self.schedule,
-                self.step,
-                self.record,
-                self.log_rows,
-                0,
-            )
+            self._save_state(resume_dir / BRANCH, 0)
         if resume_dir is not None and self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
-            kept = max(cfg.average_last - 2, 0)  # saves before the newest whose weights the average needs
-            training_state.save_resume(
-                resume_dir,
-                self.unwrapped,
-                self.optimizer,
-                self.schedule,
-                self.step,
-                self.record,
-                self.log_rows,
-                kept,
-            )
+            self._save_state(resume_dir, max(cfg.average_last - 2, 0))
+
+    def _save_state(self, folder: Path, snapshots_kept: int) -> None:
+        """The run's state at this step into ``folder`` (``snapshots_kept``: the saves before it whose
+        weights the average needs)."""
+        training_state.save_resume(
+            folder,
+            self.unwrapped,
+            self.optimizer,
+            self.schedule,
+            self.step,
+            self.record,
+            self.log_rows,
+            snapshots_kept,
+        )
 
     def finish(self, out_dir: Path, start: float) -> dict[str, Any]:
         """Write the checkpoint folder from the final (or averaged) weights, drop the resume state, and
