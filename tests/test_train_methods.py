@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,24 @@ def test_decorrelation_loss_is_logged_and_changes_the_weights(tiny_lm_dir: Path,
     rows = log_rows(tmp_path / "decorr")
     assert all(0.0 < float(r["decorr_loss"]) <= 1.0 for r in rows)
     assert any(not torch.equal(baseline[name], decorr[name]) for name in baseline)
+
+
+@pytest.mark.parametrize("decay_share", [1.0, 0.5])
+def test_the_rate_holds_at_its_peak_then_falls_to_zero_over_the_decay_share(
+    tiny_lm_dir: Path, tmp_path: Path, decay_share: float
+) -> None:
+    cfg = dataclasses.replace(PLAIN, epochs=3, lr_decay_share=decay_share)
+    run(tiny_lm_dir, tmp_path / "data", tmp_path / "run", cfg)
+    logged = [float(r["lr"]) for r in log_rows(tmp_path / "run")]
+    total, peak = len(logged), cfg.lr * cfg.lora_lr_multiplier
+    decay_steps = round(decay_share * total)
+    # the rate each step leaves for the next: held at the peak, then a half cosine down to 0
+    expected = [
+        peak * 0.5 * (1 + math.cos(math.pi * max(0, step - (total - decay_steps)) / decay_steps))
+        for step in range(1, total + 1)
+    ]
+    assert total >= 8
+    assert logged == pytest.approx(expected, rel=1e-3, abs=1e-9)
 
 
 def test_augmented_training_is_reproducible_and_differs(tiny_lm_dir: Path, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ CONFIG = train.TrainConfig(
     betas=(0.9, 0.98),
     weight_decay=0.1,
     epochs=3,
+    lr_decay_share=1.0,
     max_frames=60,
     grad_clip=10.0,
     checkpoint_every=4,

@@ -16,6 +16,7 @@ def train_config(spec: RunSpec) -> TrainConfig:
         betas=t.betas,
         weight_decay=t.weight_decay,
         epochs=t.epochs,
+        lr_decay_share=t.lr_decay_share,
         max_frames=t.max_frames,
         grad_clip=t.grad_clip,
         checkpoint_every=t.checkpoint_every,

@@ -20,7 +20,7 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import get_wsd_schedule
 
 from avsr_sinks.data.dataset import FrameBudgetBatchSampler
 from avsr_sinks.features.augment import FeatureAugmenter
@@ -41,6 +41,9 @@ class TrainConfig:
     betas: tuple[float, float]
     weight_decay: float
     epochs: int
+    # The last share of the steps, over which the rate falls to 0 on a half cosine after holding at its
+    # peak; 1: one cosine over the whole run.
+    lr_decay_share: float
     max_frames: int
     grad_clip: float
     checkpoint_every: int
@@ -206,8 +209,11 @@ class _TrainingRun:
                 f"(decorr.branch_at = {cfg.branch_at}): average fewer saves or branch earlier"
             )
         optimizer = make_optimizer(model, cfg)
-        schedule = get_cosine_schedule_with_warmup(
-            optimizer, num_warmup_steps=0, num_training_steps=self.total_steps
+        schedule = get_wsd_schedule(
+            optimizer,
+            num_warmup_steps=0,
+            num_decay_steps=max(1, round(cfg.lr_decay_share * self.total_steps)),
+            num_training_steps=self.total_steps,
         )
         self.step, self.log_rows = _resume(
             model, optimizer, schedule, resume_dir, record, name, self.total_steps
