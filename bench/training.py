@@ -44,7 +44,7 @@ from avsr_sinks.settings.grid import parse_name
 from avsr_sinks.settings.spec import resolve_run
 from avsr_sinks.training.from_spec import train_config
 from avsr_sinks.training.losses import decorrelation_loss
-from avsr_sinks.training.train import make_optimizer
+from avsr_sinks.training.optimization import make_optimizer
 from avsr_sinks.workflow.paths import experiment_features
 
 log = logging.getLogger("bench.training")

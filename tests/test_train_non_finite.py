@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from avsr_sinks.features.store import FeatureDataset, FeatureStore
 from avsr_sinks.modeling.avsr_model import AVSRModel
@@ -57,7 +58,7 @@ def test_a_nan_step_stops_the_run_and_a_rerun_resumes_from_the_last_good_save(
     assert not out.exists()
     saves = sorted(p.name for p in resume.glob("step-*"))
     assert saves == ["step-00000002"]
-    weights = train.load_file(str(resume / saves[0] / "trainable.safetensors"))
+    weights = load_file(str(resume / saves[0] / "trainable.safetensors"))
     assert all(bool(torch.isfinite(t).all()) for t in weights.values())
 
     dataset.poisoned = None

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
-from transformers import get_wsd_schedule
 
 from avsr_sinks.data.dataset import FrameBudgetBatchSampler
 from avsr_sinks.features.augment import FeatureAugmenter
@@ -30,6 +29,7 @@ from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.training import training_state
 from avsr_sinks.training.losses import decorrelation_loss
 from avsr_sinks.training.nonfinite import NonFiniteStep
+from avsr_sinks.training.optimization import make_optimizer, make_schedule
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +74,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(model: AVSRModel, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable tensors; projectors may get their own learning rate."""
-    projector, adapter = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (projector if name.startswith(("projectors.", "ctc_head.")) else adapter).append(param)
-    groups = [
-        {"params": adapter, "lr": cfg.lr * cfg.lora_lr_multiplier},
-        {"params": projector, "lr": cfg.lr * cfg.projector_lr_multiplier},
-    ]
-    return torch.optim.AdamW(
-        [g for g in groups if g["params"]], betas=cfg.betas, weight_decay=cfg.weight_decay
-    )
-
-
 @dataclass
 class StepTerms:
     """What one optimisation step computed, for the per-step log."""
@@ -111,9 +96,6 @@ class StepTerms:
             f"{self.tokens / seconds:.0f}",
         ]
 
-
-# Where a baseline keeps its state for its decorr run: in the resume folder, then in the checkpoint.
-BRANCH = "branch"
 
 LOG_HEADER = ["step", "epoch", "loss", "ctc_loss", "decorr_loss", "lr", "grad_norm", "tokens_per_s"]
 
@@ -191,7 +173,7 @@ class _TrainingRun:
             dataset.frame_lengths(), max_frames=cfg.max_frames, shuffle=True, seed=cfg.seed
         )
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=self.sampler, collate_fn=collate_features)
-        self.epoch_steps = _batches_per_epoch(self.sampler, cfg.epochs)
+        self.epoch_steps = training_state.epoch_lengths(self.sampler, cfg.epochs)
         self.total_steps = sum(self.epoch_steps)
         self.averaged = training_state.averaged_steps(
             self.total_steps, cfg.checkpoint_every, cfg.average_last
@@ -209,18 +191,13 @@ class _TrainingRun:
                 f"(decorr.branch_at = {cfg.branch_at}): average fewer saves or branch earlier"
             )
         optimizer = make_optimizer(model, cfg)
-        schedule = get_wsd_schedule(
-            optimizer,
-            num_warmup_steps=0,
-            num_decay_steps=max(1, round(cfg.lr_decay_share * self.total_steps)),
-            num_training_steps=self.total_steps,
-        )
-        self.step, self.log_rows = _resume(
+        schedule = make_schedule(optimizer, self.total_steps, cfg.lr_decay_share)
+        self.step, self.log_rows = training_state.resume(
             model, optimizer, schedule, resume_dir, record, name, self.total_steps
         )
         if self.step == 0 and branch_from is not None:
             assert self.branch_step is not None
-            self.step, self.log_rows = _continue_branch(
+            self.step, self.log_rows = training_state.continue_branch(
                 model, optimizer, schedule, branch_from, record, name, self.branch_step
             )
         self.loss = math.nan
@@ -273,7 +250,7 @@ class _TrainingRun:
         progress.set_postfix(loss=f"{self.loss:.3f}")
         if self.keeps_branch and self.step == self.branch_step:
             assert resume_dir is not None
-            self._save_state(resume_dir / BRANCH, 0)
+            self._save_state(resume_dir / training_state.BRANCH, 0)
         if resume_dir is not None and self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
             self._save_state(resume_dir, max(cfg.average_last - 2, 0))
 
@@ -297,7 +274,9 @@ class _TrainingRun:
         # accelerate put its autocast around the model's own forward; whatever runs the model next (a
         # test, a decode in the same process) gets the plain float32 forward back.
         self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
-        weights = _final_weights(self.unwrapped.trainable_state_dict(), self.averaged, self.resume_dir)
+        weights = training_state.final_weights(
+            self.unwrapped.trainable_state_dict(), self.averaged, self.resume_dir
+        )
         summary = {
             "steps": self.step,
             "seconds": time.perf_counter() - start,
@@ -314,7 +293,11 @@ class _TrainingRun:
             "git_commit": git_commit(),
             "trainable_parameters": self.unwrapped.count_trainable(),
         }
-        branch = self.resume_dir / BRANCH if self.keeps_branch and self.resume_dir is not None else None
+        branch = (
+            self.resume_dir / training_state.BRANCH
+            if self.keeps_branch and self.resume_dir is not None
+            else None
+        )
         _write_checkpoint(out_dir, weights, self.log_rows, experiment, branch)
         if self.resume_dir is not None:
             shutil.rmtree(self.resume_dir, ignore_errors=True)
@@ -342,65 +325,6 @@ def _refuse_contradictions(cfg: TrainConfig, resume_dir: Path | None, branch_fro
             f"train.ctc_warmup_steps = {cfg.ctc_warmup_steps} trains on the CTC loss alone, but "
             "train.ctc_weight is 0 (no CTC head): set a CTC weight or no warm-up"
         )
-
-
-def _batches_per_epoch(sampler: FrameBudgetBatchSampler, epochs: int) -> list[int]:
-    """Length-bucketed packing gives each epoch its own number of batches; count them all up front so
-    the schedule ends on the last step and a resumed run finds its epoch and batch."""
-    counts = []
-    for epoch in range(epochs):
-        sampler.set_epoch(epoch)
-        counts.append(len(sampler))
-    sampler.set_epoch(0)
-    return counts
-
-
-def _resume(
-    model: AVSRModel,
-    optimizer: torch.optim.Optimizer,
-    schedule: Any,
-    resume_dir: Path | None,
-    record: Mapping[str, Any],
-    name: str,
-    total_steps: int,
-) -> tuple[int, list[list[Any]]]:
-    """The step and log rows to continue from: a matching resume save's, loaded into the model, optimizer,
-    schedule and RNG; else a fresh start (0, [])."""
-    state = training_state.load_resume(resume_dir, record) if resume_dir is not None else None
-    if state is None:
-        if resume_dir is not None and resume_dir.exists():
-            # Saves of a run under another configuration must not be averaged into this one.
-            shutil.rmtree(resume_dir)
-        return 0, []
-    log.info("resuming %s from step %d of %d (%s)", name, state["step"], total_steps, resume_dir)
-    return _load_state(model, optimizer, schedule, state)
-
-
-def _continue_branch(
-    model: AVSRModel,
-    optimizer: torch.optim.Optimizer,
-    schedule: Any,
-    branch_from: Path,
-    record: Mapping[str, Any],
-    name: str,
-    step: int,
-) -> tuple[int, list[list[Any]]]:
-    """A decorr run's start: its baseline's state at the branch step (weights, optimizer, schedule, RNG and
-    the log of the steps they share), from the baseline's checkpoint ``branch_from``."""
-    state = training_state.load_branch(branch_from / BRANCH, record, step)
-    log.info("%s continues %s from step %d", name, branch_from, step)
-    return _load_state(model, optimizer, schedule, state)
-
-
-def _load_state(
-    model: AVSRModel, optimizer: torch.optim.Optimizer, schedule: Any, state: Mapping[str, Any]
-) -> tuple[int, list[list[Any]]]:
-    """A saved training state loaded into the run; returns its step and log rows."""
-    model.load_trainable_state_dict(state["trainable"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["torch_rng"])
-    return state["step"], state["log"]
 
 
 def _backward(
@@ -437,20 +361,6 @@ def _backward(
     return StepTerms(loss, ctc, decorr, grad_norm, tokens)
 
 
-def _final_weights(
-    weights: dict[str, torch.Tensor], averaged: list[int], resume_dir: Path | None
-) -> dict[str, torch.Tensor]:
-    """The final trainable weights, or their mean with the saves of the steps ``averaged`` names."""
-    if len(averaged) <= 1:
-        return weights
-    assert resume_dir is not None
-    snapshots = [
-        load_file(str(training_state.save_folder(resume_dir, s) / "trainable.safetensors"))
-        for s in averaged[:-1]
-    ]
-    return training_state.average_state_dicts([*snapshots, weights])
-
-
 def _write_checkpoint(
     out_dir: Path,
     weights: dict[str, torch.Tensor],
@@ -463,7 +373,7 @@ def _write_checkpoint(
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         if branch is not None:
-            shutil.copytree(branch, tmp / BRANCH)
+            shutil.copytree(branch, tmp / training_state.BRANCH)
         with (tmp / "train_log.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(LOG_HEADER)

@@ -1,5 +1,6 @@
 """A training run's state between steps: where it stands in its epochs, the resume saves that let a killed
-run continue bit for bit, and the average of the last saves' weights."""
+run continue bit for bit, the state a baseline keeps for its decorr run, and the average of the last saves'
+weights."""
 
 from __future__ import annotations
 
@@ -13,11 +14,26 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from avsr_sinks.data.dataset import FrameBudgetBatchSampler
 from avsr_sinks.io import atomic_path
 from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.settings.spec import differences
 
 log = logging.getLogger(__name__)
+
+# Where a baseline keeps its state for its decorr run: in its resume folder, then in its checkpoint.
+BRANCH = "branch"
+
+
+def epoch_lengths(sampler: FrameBudgetBatchSampler, epochs: int) -> list[int]:
+    """Length-bucketed packing gives each epoch its own number of batches; count them all up front so
+    the schedule ends on the last step and a resumed run finds its epoch and batch."""
+    counts = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        counts.append(len(sampler))
+    sampler.set_epoch(0)
+    return counts
 
 
 def epoch_position(step: int, epoch_steps: Sequence[int]) -> tuple[int, int]:
@@ -172,3 +188,62 @@ def load_resume(folder: Path, record: Mapping[str, Any]) -> dict[str, Any] | Non
     # weights_only: the file holds tensors and plain containers only; nothing else may be unpickled.
     states = torch.load(latest / "optimizer.pt", weights_only=True)
     return {**progress, **states, "trainable": load_file(str(latest / "trainable.safetensors"))}
+
+
+def resume(
+    model: AVSRModel,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    resume_dir: Path | None,
+    record: Mapping[str, Any],
+    name: str,
+    total_steps: int,
+) -> tuple[int, list[list[Any]]]:
+    """The step and log rows to continue from: a matching resume save's, loaded into the model, optimizer,
+    schedule and RNG; else a fresh start (0, [])."""
+    state = load_resume(resume_dir, record) if resume_dir is not None else None
+    if state is None:
+        if resume_dir is not None and resume_dir.exists():
+            # Saves of a run under another configuration must not be averaged into this one.
+            shutil.rmtree(resume_dir)
+        return 0, []
+    log.info("resuming %s from step %d of %d (%s)", name, state["step"], total_steps, resume_dir)
+    return _restore(model, optimizer, schedule, state)
+
+
+def continue_branch(
+    model: AVSRModel,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    branch_from: Path,
+    record: Mapping[str, Any],
+    name: str,
+    step: int,
+) -> tuple[int, list[list[Any]]]:
+    """A decorr run's start: its baseline's state at the branch step (weights, optimizer, schedule, RNG and
+    the log of the steps they share), from the baseline's checkpoint ``branch_from``."""
+    state = load_branch(branch_from / BRANCH, record, step)
+    log.info("%s continues %s from step %d", name, branch_from, step)
+    return _restore(model, optimizer, schedule, state)
+
+
+def _restore(
+    model: AVSRModel, optimizer: torch.optim.Optimizer, schedule: Any, state: Mapping[str, Any]
+) -> tuple[int, list[list[Any]]]:
+    """A saved training state loaded into the run; returns its step and log rows."""
+    model.load_trainable_state_dict(state["trainable"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["log"]
+
+
+def final_weights(
+    weights: dict[str, torch.Tensor], averaged: list[int], resume_dir: Path | None
+) -> dict[str, torch.Tensor]:
+    """The final trainable weights, or their mean with the saves of the steps ``averaged`` names."""
+    if len(averaged) <= 1:
+        return weights
+    assert resume_dir is not None
+    snapshots = [load_file(str(save_folder(resume_dir, s) / "trainable.safetensors")) for s in averaged[:-1]]
+    return average_state_dicts([*snapshots, weights])
