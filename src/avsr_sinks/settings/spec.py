@@ -78,7 +78,7 @@ class TrainSpec:
     betas: tuple[float, float]
     weight_decay: float
     epochs: int  # the task's
-    lr_decay_share: float  # the last share of the steps, over which the rate falls (1: cosine over the run)
+    lr_decay_share: float  # the task's: the last share of the steps, over which the rate falls (1: cosine)
     warm_start: tuple[str, ...]  # the experiments whose checkpoints initialise this one
     max_frames: int
     grad_clip: float
@@ -321,11 +321,12 @@ def _train(read: _Reader, experiment: Experiment) -> TrainSpec:
     read(f"train.warm_start.{task}")
     ctc_weight = read("train.ctc_weight")
     noise_probability = 0.0 if task == "vsr" else _per_task(read, "train.augment.noise.probability", task)
-    keys = ("weight_decay", "lr_decay_share", "max_frames", "grad_clip", "checkpoint_every", "average_last")
+    keys = ("weight_decay", "max_frames", "grad_clip", "checkpoint_every", "average_last")
     return TrainSpec(
         lr=_per_task(read, "train.lr", task),
         betas=tuple(read("train.betas")),
         epochs=_per_task(read, "train.epochs", task),
+        lr_decay_share=_per_task(read, "train.lr_decay_share", task),
         warm_start=warm,
         **read.section("train", keys),
         projector_lr_multiplier=read("train.projector_lr_multiplier"),
