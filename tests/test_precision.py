@@ -40,13 +40,15 @@ def test_a_setting_other_than_true_false_or_auto_is_refused(setting: object) -> 
         precision.cpu_bf16_autocast(setting)  # type: ignore[arg-type]
 
 
-def test_the_default_trains_under_autocast_only_on_a_cpu_with_native_bf16(
+def test_the_default_trains_in_float32_and_decodes_under_autocast_only_on_a_cpu_with_native_bf16(
     native: bool, tmp_path: Path
 ) -> None:
     spec = resolve_run(load_params([REPO / "params.yaml"]), parse_name("asr-a4-baseline-s0"))
-    assert spec.train.autocast_bf16_on_cpu == spec.decode.autocast_bf16_on_cpu == "auto"
-    assert train_config(spec).autocast_bf16_on_cpu is native
+    assert spec.train.autocast_bf16_on_cpu is False
+    assert train_config(spec).autocast_bf16_on_cpu is False
+    assert spec.decode.autocast_bf16_on_cpu == "auto"
+    assert precision.cpu_bf16_autocast(spec.decode.autocast_bf16_on_cpu) is native
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text("train:\n  autocast_bf16_on_cpu: false\n")
-    forced = resolve_run(load_params([REPO / "params.yaml", overlay]), parse_name("asr-a4-baseline-s0"))
-    assert train_config(forced).autocast_bf16_on_cpu is False
+    overlay.write_text("train:\n  autocast_bf16_on_cpu: auto\n")
+    chosen = resolve_run(load_params([REPO / "params.yaml", overlay]), parse_name("asr-a4-baseline-s0"))
+    assert train_config(chosen).autocast_bf16_on_cpu is native
