@@ -180,6 +180,40 @@ def test_batch_aggregation(one: dict) -> None:
     np.testing.assert_allclose(arrays["bos_sink_share"], [0.0, 0.375, 0.375])
 
 
+def split_sink_batch(carriers_massive: bool) -> dict:
+    """One 40-token row whose every query from the fourth on gives 0.2 to each of BOS, <audio> and the first
+    audio token (each alone a sink score near 0.2, together 0.65), in every head of both layers; BOS carries
+    a massive entry, and so do the other two when ``carriers_massive``."""
+    n, layers, heads = 40, 2, 3
+    rows = torch.zeros(n, n)
+    for i in range(n):
+        if i < 3:
+            rows[i, : i + 1] = 1 / (i + 1)
+        else:
+            rows[i, :3] = 0.2
+            rows[i, 3 : i + 1] = 0.4 / (i - 2)
+    hidden = [torch.randn(1, n, H) for _ in range(layers + 1)]
+    for h in hidden[1:]:
+        h[0, 0, 7] = 5000.0
+        if carriers_massive:
+            h[0, 1:3, 7] = 5000.0
+    return {
+        "attentions": [rows.expand(1, heads, n, n).clone() for _ in range(layers)],
+        "hidden_states": hidden,
+        "mlp_outputs": [torch.randn(1, n, H) for _ in range(layers)],
+        "segments": torch.tensor([[Segment.BOS, Segment.DELIMITER] + [Segment.AUDIO] * (n - 2)]),
+        "attention_mask": torch.ones(1, n, dtype=torch.long),
+    }
+
+
+@pytest.mark.parametrize(("carriers_massive", "share"), [(True, 1.0), (False, 0.0)])
+def test_a_sink_spread_over_the_massive_tokens_counts_together(carriers_massive: bool, share: float) -> None:
+    metrics, _ = analyze_batch(**split_sink_batch(carriers_massive))
+    assert [x["bos_sink_share"] for x in metrics["layers"]] == [0.0, 0.0]
+    assert [x["intermediate_sink_count"] for x in metrics["layers"]] == [0, 0]
+    assert [x["massive_token_sink_share"] for x in metrics["layers"]] == [share, share]
+
+
 @pytest.mark.parametrize(("min_queries", "counted"), [(1, 1), (2, 0)])
 def test_a_position_seen_by_too_few_queries_is_not_a_sink(min_queries: int, counted: int) -> None:
     row = utterance(massive=False)

@@ -25,6 +25,8 @@ def test_planted_analysis_reads_into_the_table(tmp_path: Path) -> None:
     metrics["layers"][1]["by_group"]["modality"]["cosine_bos_sink"] = -1.0  # before COSINE_FROM_LAYER
     row = collect_sinks([write_metrics(tmp_path / "asr-a4-baseline-s0", metrics)]).iloc[0]
     assert row["bos_sink_share_percent"] == 75.0  # three layers: 1 and 2 count, each 3 of 4 heads
+    # BOS and </audio> carry the massive entries; their summed scores pass 0.3 in every head of 1 and 2
+    assert row["massive_token_sink_share_percent"] == 100.0
     assert (row["sinks_modality"], row["sinks_prompt"], row["sinks_response"]) == (1.0, 0.0, 0.0)
     assert (row["massive_activations"], row["massive_non_bos"]) == (3, 1)
     assert row["cosine_bos_modality_sink"] > 0.99 and abs(row["cosine_bos_modality_nonsink"]) < 0.5

@@ -133,6 +133,13 @@ def analyze_batch(
 
     - ``bos_sink_share``: the share of heads with alpha_BOS > eps, averaged over utterances;
       ``bos_sink_score_mean``: alpha_BOS averaged over heads and utterances.
+    - ``massive_token_sink_share``: the share of heads in which BOS and the other tokens that carry a
+      massive activation in some layer (and that enough queries see) together hold a summed sink score
+      above eps, averaged over utterances. A trained model can spread the sink over several such tokens
+      (BOS, ``<audio>``, the first feature tokens), each under eps; this share counts that sink where
+      ``bos_sink_share`` misses it. A sum passes eps more easily than one score (even attention over
+      the first tokens adds up), so read it beside ``massive_token_sink_score_mean``, the summed score
+      averaged over heads and utterances.
     - ``intermediate_sink_count``: tokens j > 0 that are a sink in at least one head, per utterance
       (mean over utterances); ``intermediate_sinks`` lists each (utterance, position, segment, token,
       heads, max score); ``..._by_segment`` / ``..._by_token`` count them over the batch. A position
@@ -281,6 +288,12 @@ def _layer_record(
         "layer": layer,
         "bos_sink_share": _mean([float((u["is_sink"][layer, :, 0]).float().mean()) for u in per_utt]),
         "bos_sink_score_mean": _mean([float(u["scores"][layer, :, 0].mean()) for u in per_utt]),
+        "massive_token_sink_share": _mean(
+            [float(u["massive_token_sink"][layer].float().mean()) for u in per_utt]
+        ),
+        "massive_token_sink_score_mean": _mean(
+            [float(u["massive_token_scores"][layer].mean()) for u in per_utt]
+        ),
         "intermediate_sink_count": len(sinks) / batch,
         "intermediate_sinks": sinks,
         "intermediate_sinks_by_segment": dict(Counter(s["segment"] for s in sinks)),
@@ -385,11 +398,17 @@ def _one_utterance(b, attentions, hidden_states, mlp_outputs, attention_mask, th
     scores = torch.stack([sink_scores(m, n) for m in maps])  # (L, heads, n)
     queries = torch.arange(n, 0, -1)  # (n,): real queries that see each position
     is_sink = (scores > th.sink) & (queries >= th.min_queries)
+    # tokens with a massive entry in some layer, seen by enough queries to count as sinks
+    carriers = is_massive.any(dim=2).any(dim=0) & (queries >= th.min_queries)  # (n,)
+    carriers[0] = True
+    massive_token_scores = scores[:, :, carriers].sum(-1)  # (L, heads)
     return {
         "index": index,
         "attention_mean": maps.mean(1),  # (L, n, n)
         "scores": scores,
         "is_sink": is_sink,
+        "massive_token_scores": massive_token_scores,
+        "massive_token_sink": massive_token_scores > th.sink,  # (L, heads)
         "abs_hidden": abs_hidden,
         "top": abs_hidden.reshape(n_layers, -1).topk(min(3, n * hidden.shape[-1]), dim=1).values,  # (L, 3)
         "median": median,

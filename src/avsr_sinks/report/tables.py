@@ -72,6 +72,7 @@ SINK_COLUMNS = [
     "method",
     "seed",
     "bos_sink_share_percent",
+    "massive_token_sink_share_percent",
     "intermediate_sinks",
     "sinks_modality",
     "sinks_prompt",
@@ -109,9 +110,11 @@ def collect_sinks(metrics_files: Sequence[Path]) -> pd.DataFrame:
     """One row per analysis ``results/analysis/<experiment>/metrics.json``.
 
     BOS sink share: the mean over layers ``bos_share_layers`` of the share of heads in which BOS is a
-    sink. Intermediate sinks: sink tokens other than BOS per utterance, summed over layers, in all and by
-    segment group (modality blocks, prompt, response). Massive activations: entries past both thresholds,
-    summed over layers and utterances, in all and at tokens other than BOS. Cosines with BOS: of the
+    sink; massive-token sink share: the same for BOS and the other tokens that carry a massive activation,
+    together (their summed sink score). Intermediate sinks: sink tokens other than BOS per utterance,
+    summed over layers, in all and by segment group (modality blocks, prompt, response). Massive
+    activations: entries past both thresholds, summed over layers and utterances, in all and at tokens
+    other than BOS. Cosines with BOS: of the
     intermediate sink tokens and of the other tokens, in all and in the modality blocks, the mean over
     layers ``COSINE_FROM_LAYER`` and up (empty where no layer has such tokens).
     """
@@ -125,9 +128,12 @@ def collect_sinks(metrics_files: Sequence[Path]) -> pd.DataFrame:
         rows.append(
             {
                 **_experiment_columns(experiment),
-                "bos_sink_share_percent": round(
-                    100 * sum(layers[i]["bos_sink_share"] for i in share_layers) / len(share_layers), 1
-                ),
+                **{
+                    f"{key}_percent": round(
+                        100 * sum(layers[i][key] for i in share_layers) / len(share_layers), 1
+                    )
+                    for key in ("bos_sink_share", "massive_token_sink_share")
+                },
                 "intermediate_sinks": round(sum(x["intermediate_sink_count"] for x in layers), 2),
                 **{
                     f"sinks_{group}": round(
@@ -157,7 +163,9 @@ def write_sink_tables(metrics_files: Sequence[Path], csv_path: Path, md_path: Pa
         f" |h| > {thresholds['massive_abs']:g}"
         f" and at least {thresholds['massive_ratio']:g} x the layer's median |h|; a position counts as a sink"
         f" only if at least {thresholds.get('min_queries', 1)} queries see it. BOS sink share: mean over"
-        " layers 2 to L-2; intermediate sinks: per utterance, summed over layers, in all and in the modality"
+        " layers 2 to L-2; massive-token sink share: the same for BOS and the other tokens that carry a"
+        " massive activation, their sink scores summed; intermediate sinks: per utterance, summed over"
+        " layers, in all and in the modality"
         " blocks (delimiters and feature tokens), prompt and response; cosine with BOS of the intermediate"
         f" sinks and of the other tokens (in all, and in the modality blocks): mean over layers"
         f" {COSINE_FROM_LAYER} and up.\n\n"
