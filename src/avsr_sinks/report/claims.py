@@ -80,8 +80,13 @@ def _baseline(check: Callable[[pd.Series], tuple[bool, str] | None]) -> Check:
 
 
 def _bos_sink(row: pd.Series) -> tuple[bool, str]:
-    share = row["bos_sink_share_percent"]
-    return share >= BOS_SINK_MAJORITY_PERCENT, f"{share:.0f}% of heads"
+    """Judged on BOS alone; where other tokens carrying a massive activation share the sink with it, the
+    evidence also gives the share of heads in which they are a sink together."""
+    share, together = row["bos_sink_share_percent"], row["massive_token_sink_share_percent"]
+    evidence = f"{share:.0f}% of heads"
+    if round(together) > round(share):
+        evidence += f", {together:.0f}% with the tokens that share its massive activation"
+    return share >= BOS_SINK_MAJORITY_PERCENT, evidence
 
 
 def _intermediate_sinks(row: pd.Series) -> tuple[bool, str]:
