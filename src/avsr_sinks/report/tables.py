@@ -114,9 +114,9 @@ def collect_sinks(metrics_files: Sequence[Path]) -> pd.DataFrame:
     together (their summed sink score). Intermediate sinks: sink tokens other than BOS per utterance,
     summed over layers, in all and by segment group (modality blocks, prompt, response). Massive
     activations: entries past both thresholds, summed over layers and utterances, in all and at tokens
-    other than BOS. Cosines with BOS: of the
-    intermediate sink tokens and of the other tokens, in all and in the modality blocks, the mean over
-    layers ``COSINE_FROM_LAYER`` and up (empty where no layer has such tokens).
+    other than BOS. Cosines with BOS: of the intermediate sink tokens and of the other tokens, in all and
+    in the modality blocks, the mean over layers ``COSINE_FROM_LAYER`` and up (empty where no layer has
+    such tokens).
     """
     rows = []
     for path in metrics_files:
@@ -165,8 +165,8 @@ def write_sink_tables(metrics_files: Sequence[Path], csv_path: Path, md_path: Pa
         f" only if at least {thresholds.get('min_queries', 1)} queries see it. BOS sink share: mean over"
         " layers 2 to L-2; massive-token sink share: the same for BOS and the other tokens that carry a"
         " massive activation, their sink scores summed; intermediate sinks: per utterance, summed over"
-        " layers, in all and in the modality"
-        " blocks (delimiters and feature tokens), prompt and response; cosine with BOS of the intermediate"
+        " layers, in all and in the modality blocks (delimiters and feature tokens), prompt and response;"
+        " cosine with BOS of the intermediate"
         f" sinks and of the other tokens (in all, and in the modality blocks): mean over layers"
         f" {COSINE_FROM_LAYER} and up.\n\n"
     )
