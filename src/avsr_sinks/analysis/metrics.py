@@ -133,13 +133,8 @@ def analyze_batch(
 
     - ``bos_sink_share``: the share of heads with alpha_BOS > eps, averaged over utterances;
       ``bos_sink_score_mean``: alpha_BOS averaged over heads and utterances.
-    - ``massive_token_sink_share``: the share of heads in which BOS and the other tokens that carry a
-      massive activation in some layer (and that enough queries see) together hold a summed sink score
-      above eps, averaged over utterances. A trained model can spread the sink over several such tokens
-      (BOS, ``<audio>``, the first feature tokens), each under eps; this share counts that sink where
-      ``bos_sink_share`` misses it. A sum passes eps more easily than one score (even attention over
-      the first tokens adds up), so read it beside ``massive_token_sink_score_mean``, the summed score
-      averaged over heads and utterances.
+    - ``massive_token_sink_share`` / ``..._score_mean``: the same for BOS and every token with a massive
+      entry in some layer, their sink scores summed (a trained model can spread the sink over them).
     - ``intermediate_sink_count``: tokens j > 0 that are a sink in at least one head, per utterance
       (mean over utterances); ``intermediate_sinks`` lists each (utterance, position, segment, token,
       heads, max score); ``..._by_segment`` / ``..._by_token`` count them over the batch. A position
