@@ -13,6 +13,7 @@ from avsr_sinks.settings.config import load_params
 from avsr_sinks.settings.grid import parse_name
 from avsr_sinks.settings.spec import resolve_run
 from avsr_sinks.training.from_spec import train_config
+from avsr_sinks.training.train import mixed_precision
 from tests.conftest import REPO
 
 
@@ -52,3 +53,20 @@ def test_the_default_trains_in_float32_and_decodes_under_autocast_only_on_a_cpu_
     overlay.write_text("train:\n  autocast_bf16_on_cpu: auto\n")
     chosen = resolve_run(load_params([REPO / "params.yaml", overlay]), parse_name("asr-a4-baseline-s0"))
     assert train_config(chosen).autocast_bf16_on_cpu is native
+
+
+@pytest.mark.parametrize(
+    ("overlays", "on_gpu", "expected"),
+    [
+        ([], True, "no"),  # the default trains a GPU in float32, as the CPU
+        ([], False, "no"),
+        (["configs/paper.yaml"], True, "bf16"),  # the paper's recipe: bf16 on a GPU
+        (["configs/paper.yaml"], False, "no"),  # ... and its CPU setting stays its own
+    ],
+)
+def test_the_training_precision_follows_the_setting_of_the_device_it_trains_on(
+    overlays: list[str], on_gpu: bool, expected: str
+) -> None:
+    params = load_params([REPO / "params.yaml", *(REPO / o for o in overlays)])
+    spec = resolve_run(params, parse_name("asr-a4-baseline-s0"))
+    assert mixed_precision(train_config(spec), on_gpu=on_gpu) == expected

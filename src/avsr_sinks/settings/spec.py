@@ -91,6 +91,7 @@ class TrainSpec:
     ctc_modalities: tuple[str, ...] | None  # the task's; None without a CTC loss
     ctc_warmup_steps: int  # 0 for a warm-started run: its projectors are trained already
     autocast_bf16_on_cpu: bool | str  # true, false or auto (modeling.precision resolves it)
+    autocast_bf16_on_gpu: bool
     noise_probability: float  # the task's share of noisy samples (0 without audio)
     noise: Mapping[str, Any] | None  # kind and SNRs of the noisy view: only where it is read
     time_mask_max_seconds: float  # the task's
@@ -336,6 +337,7 @@ def _train(read: _Reader, experiment: Experiment) -> TrainSpec:
         ctc_modalities=tuple(read(f"train.ctc_modalities.{task}")) if ctc_weight > 0 else None,
         ctc_warmup_steps=0 if warm else read("train.ctc_warmup_steps"),
         autocast_bf16_on_cpu=read("train.autocast_bf16_on_cpu"),
+        autocast_bf16_on_gpu=read("train.autocast_bf16_on_gpu"),
         noise_probability=noise_probability,
         noise={key: read(f"train.augment.noise.{key}") for key in ("kind", "snrs_db")}
         if noise_probability > 0

@@ -28,6 +28,7 @@ def train_config(spec: RunSpec) -> TrainConfig:
         decorr_lambda=spec.decorr.weight if spec.decorr is not None else 0.0,
         decorr_layers=spec.decorr.layers if spec.decorr is not None else None,
         autocast_bf16_on_cpu=cpu_bf16_autocast(t.autocast_bf16_on_cpu),
+        autocast_bf16_on_gpu=t.autocast_bf16_on_gpu,
         branch_at=t.branch_at,
     )
 

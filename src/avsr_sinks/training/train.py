@@ -60,12 +60,18 @@ class TrainConfig:
     # of 1..L-1).
     decorr_lambda: float = 0.0
     decorr_layers: tuple[int, ...] | None = None
-    # bf16 autocast of the forward pass on a CPU too (a GPU always trains under it); weights, optimizer
-    # state and the checkpoint stay float32.
+    # bf16 autocast of the forward pass, on a CPU and on a GPU; weights, optimizer state and the
+    # checkpoint stay float32. A GPU's float32 matrix products use TF32.
     autocast_bf16_on_cpu: bool = False
+    autocast_bf16_on_gpu: bool = False
     # decorr.branch_at: the share of the schedule after which a baseline keeps its state for its decorr
     # run, and from which that run continues (None: the two train apart).
     branch_at: float | None = None
+
+
+def mixed_precision(cfg: TrainConfig, on_gpu: bool) -> str:
+    """accelerate's mixed precision for the device the run trains on: bf16 autocast or none."""
+    return "bf16" if (cfg.autocast_bf16_on_gpu if on_gpu else cfg.autocast_bf16_on_cpu) else "no"
 
 
 def seed_everything(seed: int) -> None:
@@ -163,9 +169,12 @@ class _TrainingRun:
         save if there is one (else, for a branching decorr run, from its baseline's branch state), and
         prepared by accelerate."""
         self.cfg, self.record, self.resume_dir, self.augment = cfg, record, resume_dir, augment
+        on_gpu = torch.cuda.is_available()
+        if on_gpu:
+            torch.backends.cuda.matmul.allow_tf32 = True
         self.accelerator = Accelerator(
-            cpu=not torch.cuda.is_available(),
-            mixed_precision="bf16" if torch.cuda.is_available() or cfg.autocast_bf16_on_cpu else "no",
+            cpu=not on_gpu,
+            mixed_precision=mixed_precision(cfg, on_gpu),
             # The CTC warm-up leaves the LoRA adapters out of the graph; DDP must be told to expect that.
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.ctc_warmup_steps > 0)],
         )
