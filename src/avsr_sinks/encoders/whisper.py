@@ -233,9 +233,12 @@ class AudioEncoder:
         if not clips:
             return []
         feats = self.feature_extractor(clips, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        device = self.encoder.conv1.weight.device
         with torch.inference_mode():
-            hidden = self.encoder(feats.float()).last_hidden_state  # (B, window * 50, d_model)
-        return [hidden[i, : math.ceil(c.size / SAMPLES_PER_FRAME)].clone() for i, c in enumerate(clips)]
+            hidden = self.encoder(feats.float().to(device)).last_hidden_state  # (B, window * 50, d_model)
+        # A copy per clip, so that no returned tensor keeps the whole batch alive.
+        frames = [math.ceil(c.size / SAMPLES_PER_FRAME) for c in clips]
+        return [hidden[i, :n].to("cpu", copy=True) for i, n in enumerate(frames)]
 
 
 def _read_config(model_dir: Path, hub_id: str | None = None) -> WhisperConfig:
@@ -257,9 +260,13 @@ def _read_config(model_dir: Path, hub_id: str | None = None) -> WhisperConfig:
 
 
 def load_audio_encoder(
-    model_dir: str | os.PathLike[str], window_seconds: float, hub_id: str | None = None
+    model_dir: str | os.PathLike[str],
+    window_seconds: float,
+    hub_id: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> AudioEncoder:
-    """Load the frozen encoder of a Whisper folder over a window of ``window_seconds`` (<= 30 s).
+    """Load the frozen encoder of a Whisper folder over a window of ``window_seconds`` (<= 30 s), on
+    ``device``.
 
     A window shorter than 30 s keeps the first ``window_seconds * 50`` rows of the positional table, so
     padding is shorter and the encoder cheaper; ``window_seconds=30`` is the standard encoder exactly.
@@ -294,7 +301,7 @@ def load_audio_encoder(
         config.d_model,
         window_seconds,
     )
-    return AudioEncoder(encoder, fe, model_dir, window_seconds, files)
+    return AudioEncoder(encoder.to(device), fe, model_dir, window_seconds, files)
 
 
 def transcribe(

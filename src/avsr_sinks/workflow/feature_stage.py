@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from avsr_sinks.data.manifest import Utterance
 from avsr_sinks.data.media import read_audio, read_video
@@ -34,12 +35,14 @@ def cache_features(args: argparse.Namespace, params: dict[str, Any]) -> None:
     """Encode every utterance of ``args.utterances`` into the cache at ``args.out_dir``."""
     if args.modality == "video" and parse_condition(args.condition) is not None:
         raise SystemExit(f"--condition {args.condition}: noise conditions change the audio only")
+    # The frozen encoders run on a GPU where there is one (the features are cached in float32 either way).
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.modality == "audio":
         settings = params["audio_encoder"]
-        encoder = load_audio_encoder(args.encoder_dir, settings["window_seconds"], settings["hub_id"])
+        encoder = load_audio_encoder(args.encoder_dir, settings["window_seconds"], settings["hub_id"], device)
     else:
         settings = params["video_encoder"]
-        encoder = load_video_encoder(settings, args.encoder_dir)
+        encoder = load_video_encoder(settings, args.encoder_dir, device)
     utterances = {u.uid: u for u in read_usable(args.utterances, args.corpus_dir)}
     manifest = {
         "encoder": encoder.identity(),
