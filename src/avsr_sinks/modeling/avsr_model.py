@@ -162,7 +162,10 @@ class AVSRModel(nn.Module):
         return table(torch.tensor(ids, dtype=torch.long, device=table.weight.device))  # (n, H)
 
     def _modality_tokens(self, modality: str, frames: torch.Tensor) -> torch.Tensor:
-        """(T, D) encoder frames -> (n, H) LLM input tokens."""
+        """(T, D) encoder frames -> (n, H) LLM input tokens, on the LLM's device."""
+        # Frames can come from elsewhere than the batch the loader placed (a noisy view read from its
+        # cache by the augmentation, on the CPU).
+        frames = frames.to(self.llm.get_input_embeddings().weight.device)
         tokens = self.projectors[modality](self.compressors[modality](frames))
         if self.cfg.match_embedding_norm:
             tokens = nn.functional.normalize(tokens, dim=-1) * self.token_norm.to(tokens.dtype)
