@@ -66,6 +66,28 @@ def test_reading_audio_from_video_only_file(tmp_path: Path) -> None:
         media.read_audio(tmp_path / "v.mp4")
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "detected"),
+    [
+        # Damaged bytes FFmpeg's content probe takes for another format; random data hits LRC now and then.
+        ("lyrics.mp4", b"[00:01.00]a line\n[00:02.00]another line\n" * 20, "lrc"),
+        ("audio.mp4", None, "wav"),
+    ],
+)
+def test_a_file_whose_content_is_another_format_is_corrupt(
+    tmp_path: Path, name: str, content: bytes | None, detected: str
+) -> None:
+    path = tmp_path / name
+    if content is None:
+        media.write_audio(tmp_path / "a.wav", tone(16000))
+        (tmp_path / "a.wav").rename(path)
+    else:
+        path.write_bytes(content)
+    for read in (media.read_video, media.read_audio, media.probe):
+        with pytest.raises(media.MediaError, match=rf"{name}: corrupt or not a \.mp4 file: .*'{detected}'"):
+            read(path)
+
+
 def test_av_agreement_names_both_durations(tmp_path: Path) -> None:
     media.check_av_agreement(tmp_path / "v.mp4", tmp_path / "a.wav", 25, 16000 + 800)
     with pytest.raises(media.MediaError, match=r"1\.000 s .*a\.wav lasts 2\.000 s"):

@@ -190,7 +190,9 @@ DAMAGES = {
     "longer_than_window": Damage(
         _longer_than_window, r"train_002\.wav: .*12\.00 s, longer than .* audio_encoder\.window_seconds"
     ),
-    "audio_saved_as_video": Damage(_audio_renamed_video, r"train_002\.mp4: .*has no video stream"),
+    "audio_saved_as_video": Damage(
+        _audio_renamed_video, r"train_002\.mp4: .*'wav' \(no video stream, 1 audio stream\)"
+    ),
     "duplicate_row": Damage(_duplicate_row, r"train\.csv, line 6: duplicate utterance", skipped_uid=None),
     "every_row_bad": Damage(_every_row_bad, r"train_000\.wav: utterance ", skipped_uid=None),
     "four_column_export": Damage(_four_column_export, r"train\.csv, line 1: has 4 columns", skipped_uid=None),

@@ -80,12 +80,32 @@ def _check_file(path: Path) -> None:
         raise MediaError(path, "file is empty (0 bytes)", "re-extract or re-download it")
 
 
+# The demuxer each corpus file type must open with. FFmpeg probes content, not names, so damaged bytes
+# can pass for some raw format (random data is read as raw H.263 or LRC lyrics about once in 200 tries)
+# and decode to noise; a name/demuxer mismatch is reported as corruption instead.
+_DEMUXER_BY_SUFFIX = {".mp4": "mp4", ".m4a": "m4a", ".mov": "mov", ".wav": "wav", ".flac": "flac"}
+
+
 def _open(path: Path) -> av.container.InputContainer:
     _check_file(path)
     try:
-        return av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r")
     except _AV_ERRORS as err:
         raise MediaError(path, f"unreadable or corrupt container: {err}", "re-extract the file") from err
+    expected = _DEMUXER_BY_SUFFIX.get(path.suffix.lower())
+    if expected and expected not in container.format.name.split(","):
+        detected = container.format.name
+        streams = ", ".join(
+            f"{len(found) or 'no'} {kind} stream{'s' if len(found) > 1 else ''}"
+            for kind, found in (("video", container.streams.video), ("audio", container.streams.audio))
+        )
+        container.close()
+        raise MediaError(
+            path,
+            f"corrupt or not a {path.suffix} file: FFmpeg reads it as {detected!r} ({streams})",
+            "re-extract the file",
+        )
+    return container
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
