@@ -210,13 +210,38 @@ def test_ctc_reads_only_the_named_modalities(tiny_lm_dir: Path) -> None:
         ModelConfig(**{**config().__dict__, "ctc_modalities": ("video",)})
 
 
+def test_ctc_over_the_batch_classes_ignores_every_other_word_piece(tiny_lm_dir: Path) -> None:
+    features = [{"audio": torch.randn(40, 12)}, {"audio": torch.randn(24, 12)}]
+    transcripts = ["the cat", "a dog runs"]
+
+    def ctc_loss(head: str, classes: str, bias_outside: float | None = None) -> torch.Tensor:
+        torch.manual_seed(0)
+        llm, tok = load_llm(tiny_lm_dir)
+        cfg = ModelConfig(**{**config().__dict__, "ctc_head": head, "ctc_classes": classes})
+        model = AVSRModel(cfg, llm, tok)
+        if bias_outside is not None:  # the word pieces outside the batch (and the blank) scored out of reach
+            inside = set(tok(transcripts, add_special_tokens=False)["input_ids"][0])
+            inside |= set(tok(transcripts, add_special_tokens=False)["input_ids"][1]) | {tok.pad_token_id}
+            with torch.no_grad():
+                model.ctc_head.bias[[i for i in range(len(tok)) if i not in inside]] = bias_outside
+        return model(features, transcripts, run_llm=False)[0]["ctc_loss"]
+
+    # Over the batch's word pieces and the blank, the loss is the whole vocabulary's loss once the other
+    # word pieces score too low to matter: the targets and the blank are renumbered right.
+    torch.testing.assert_close(ctc_loss("linear", "batch"), ctc_loss("linear", "vocabulary", -1e4))
+    # Fewer classes to tell apart: a lower loss from the same weights.
+    assert ctc_loss("tied_embeddings", "batch") < ctc_loss("tied_embeddings", "vocabulary")
+    with pytest.raises(ValueError, match="ctc classes must be one of"):
+        ModelConfig(**{**config().__dict__, "ctc_classes": "sampled"})
+
+
 def test_tied_ctc_head_scores_against_the_embedding_table() -> None:
     from avsr_sinks.modeling.layers import TiedCTCHead
 
-    head = TiedCTCHead(hidden=3, blank_id=0)
+    head = TiedCTCHead(hidden=3)
     table = torch.eye(3)
     tokens = torch.tensor([[0.0, 0.0, 2.0]])
-    logits = head(tokens, table)
+    logits = head(tokens, table, 0)
     torch.testing.assert_close(logits[0, 1:], torch.tensor([0.0, 8.0]))  # scale 4 x dot product
     torch.testing.assert_close(logits[0, 0], head.blank(tokens)[0, 0])
 

@@ -24,6 +24,7 @@ from avsr_sinks.modeling.segments import Segment
 log = logging.getLogger(__name__)
 
 CTC_HEADS = (None, "linear", "tied_embeddings")
+CTC_CLASSES = ("vocabulary", "batch")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class ModelConfig:
     ctc_head: str | None = None
     # The modalities whose tokens the CTC loss reads (None: every modality of the model).
     ctc_modalities: tuple[str, ...] | None = None
+    # What the CTC loss tells each token apart from: "vocabulary" (every word piece of the LLM) or "batch"
+    # (the word pieces of the batch's transcripts and the blank: in-batch negatives, about a hundred rows
+    # instead of SmolLM2's 49,152, whose scoring otherwise doubles a CPU training step).
+    ctc_classes: str = "vocabulary"
     # Rescale every projected token to the root-mean-square norm of the frozen LLM's input embeddings
     # (embedded-scale training aid; the paper feeds the projector output as it is).
     match_embedding_norm: bool = False
@@ -59,6 +64,8 @@ class ModelConfig:
                 raise ValueError(f"modality {modality!r} needs a compression rate and an input width")
         if self.ctc_head not in CTC_HEADS:
             raise ValueError(f"ctc head must be one of {CTC_HEADS}, got {self.ctc_head!r}")
+        if self.ctc_classes not in CTC_CLASSES:
+            raise ValueError(f"ctc classes must be one of {CTC_CLASSES}, got {self.ctc_classes!r}")
         if self.ctc_modalities is not None and (
             not self.ctc_modalities or not set(self.ctc_modalities) <= set(self.modalities)
         ):
@@ -118,7 +125,7 @@ class AVSRModel(nn.Module):
         if cfg.ctc_head == "linear":
             self.ctc_head = nn.Linear(hidden, len(tokenizer))
         elif cfg.ctc_head == "tied_embeddings":
-            self.ctc_head = TiedCTCHead(hidden, tokenizer.pad_token_id)
+            self.ctc_head = TiedCTCHead(hidden)
         # Left to itself the projector (its LayerNorm gain) settles on tokens about 13x the norm of the
         # small LM's word embeddings, a scale the frozen layers never saw in text (README, The recipe at
         # the embedded scale, for what matching it does).
@@ -294,27 +301,37 @@ class AVSRModel(nn.Module):
     ) -> torch.Tensor:
         """CTC of each modality's projected tokens (``tokens[m][b]``: (T_b, H)) against the transcript
         (blank = pad id), averaged over modalities. A sample with fewer tokens than targets contributes
-        zero (``zero_infinity``)."""
+        zero (``zero_infinity``). With ``ctc_classes: batch`` the classes are the batch's word pieces and
+        the blank, and the targets are renumbered into them."""
         assert self.ctc_head is not None
+        blank = self.tokenizer.pad_token_id
+        target_ids = torch.cat(targets)
         embeddings = self.llm.get_input_embeddings().weight  # (V, H), frozen
+        classes = None
+        if self.cfg.ctc_classes == "batch":
+            classes = torch.unique(torch.cat([target_ids, torch.tensor([blank])]))  # sorted
+            target_ids = torch.searchsorted(classes, target_ids)
+            blank = int(torch.searchsorted(classes, torch.tensor(blank)))
 
         def logits(rows: torch.Tensor) -> torch.Tensor:
             if isinstance(self.ctc_head, TiedCTCHead):
-                return self.ctc_head(rows, embeddings)
-            return self.ctc_head(rows)
+                table = embeddings if classes is None else embeddings[classes.to(embeddings.device)]
+                return self.ctc_head(rows, table, blank)
+            scores = self.ctc_head(rows)
+            return scores if classes is None else scores[:, classes.to(scores.device)]
 
         losses = []
         for rows in tokens.values():
             log_probs = nn.utils.rnn.pad_sequence(
                 [logits(r).float().log_softmax(-1) for r in rows]
-            )  # (T, B, V)
+            )  # (T, B, C)
             losses.append(
                 nn.functional.ctc_loss(
                     log_probs,
-                    torch.cat(targets).to(log_probs.device),
+                    target_ids.to(log_probs.device),
                     torch.tensor([r.shape[0] for r in rows]),
                     torch.tensor([t.shape[0] for t in targets]),
-                    blank=self.tokenizer.pad_token_id,
+                    blank=blank,
                     zero_infinity=True,
                 )
             )
@@ -331,7 +348,7 @@ class AVSRModel(nn.Module):
         for sample in features:
             tokens = self._modality_tokens(modality, sample[modality])
             logits = (
-                self.ctc_head(tokens, embeddings)
+                self.ctc_head(tokens, embeddings, self.tokenizer.pad_token_id)
                 if isinstance(self.ctc_head, TiedCTCHead)
                 else self.ctc_head(tokens)
             )

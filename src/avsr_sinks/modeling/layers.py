@@ -55,15 +55,15 @@ class TiedCTCHead(nn.Module):
     the cross-entropy alone never finds the way there. Learned: one temperature and the blank's scorer.
     """
 
-    def __init__(self, hidden: int, blank_id: int) -> None:
+    def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.blank_id = blank_id
         self.scale = nn.Parameter(torch.tensor(4.0))
         self.blank = nn.Linear(hidden, 1)
 
-    def forward(self, tokens: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-        """(T, H) tokens, (V, H) embedding table -> (T, V) logits."""
+    def forward(self, tokens: torch.Tensor, embeddings: torch.Tensor, blank_row: int) -> torch.Tensor:
+        """(T, H) tokens, (C, H) rows of the embedding table -> (T, C) logits; row ``blank_row`` is the
+        blank's, scored by the learned blank scorer instead."""
         logits = self.scale * tokens @ embeddings.T
         blank = self.blank(tokens)[:, 0]  # (T,)
-        column = torch.arange(logits.shape[1], device=logits.device) == self.blank_id
+        column = torch.arange(logits.shape[1], device=logits.device) == blank_row
         return torch.where(column, blank[:, None], logits)
