@@ -53,9 +53,6 @@ class ModelConfig:
     # Rescale every projected token to the root-mean-square norm of the frozen LLM's input embeddings
     # (embedded-scale training aid; the paper feeds the projector output as it is).
     match_embedding_norm: bool = False
-    # With match_embedding_norm: the tokens' norm as a multiple of that RMS norm (LayerNorm's output on
-    # SmolLM2 sits near 7.4 times it).
-    embedding_norm_multiple: float = 1.0
 
     def __post_init__(self) -> None:
         if self.compression not in ("avgpool", "stack"):
@@ -178,8 +175,7 @@ class AVSRModel(nn.Module):
         frames = frames.to(self.llm.get_input_embeddings().weight.device)
         tokens = self.projectors[modality](self.compressors[modality](frames))
         if self.cfg.match_embedding_norm:
-            norm = self.cfg.embedding_norm_multiple * self.token_norm
-            tokens = nn.functional.normalize(tokens, dim=-1) * norm.to(tokens.dtype)
+            tokens = nn.functional.normalize(tokens, dim=-1) * self.token_norm.to(tokens.dtype)
         return tokens
 
     def _prefix(self, features: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:

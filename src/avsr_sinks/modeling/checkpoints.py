@@ -33,7 +33,6 @@ def model_config(spec: RunSpec, input_dims: Mapping[str, int]) -> ModelConfig:
         projector_hidden=m.projector_hidden,
         projector_layernorm=m.projector_layernorm,
         match_embedding_norm=m.match_embedding_norm,
-        embedding_norm_multiple=m.embedding_norm_multiple,
         lora_rank=m.lora_rank,
         lora_alpha=m.lora_alpha,
         lora_dropout=m.lora_dropout,

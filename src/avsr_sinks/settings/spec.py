@@ -64,7 +64,6 @@ class ModelSpec:
     projector_hidden: int
     projector_layernorm: bool
     match_embedding_norm: bool
-    embedding_norm_multiple: float
     lora_rank: int
     lora_alpha: float
     lora_dropout: float
@@ -253,14 +252,7 @@ def _llm(read: _Reader) -> LLMSpec:
 
 
 def _model(read: _Reader, task: str) -> ModelSpec:
-    keys = (
-        "compression",
-        "projector_hidden",
-        "projector_layernorm",
-        "match_embedding_norm",
-        "embedding_norm_multiple",
-        "lora_rank",
-    )
+    keys = ("compression", "projector_hidden", "projector_layernorm", "match_embedding_norm", "lora_rank")
     return ModelSpec(
         **read.section("model", keys),
         lora_alpha=read("model.lora_alpha"),
