@@ -92,6 +92,7 @@ def test_embedded_only_settings_leave_every_paper_record_unchanged() -> None:
         "corpus.synth.n_train": 10,
         "video_encoder.pretrain.epochs": 9,
         "llm.wheel": "elsewhere.whl",
+        "train.ctc_classes": "vocabulary",  # the paper has no CTC loss
         "llm.random_init": {
             "layers": 2,
             "hidden": 32,

@@ -39,7 +39,7 @@ def model_config(spec: RunSpec, input_dims: Mapping[str, int]) -> ModelConfig:
         lora_targets=m.lora_targets,
         prompt=m.prompt,
         ctc_head=spec.train.ctc_head,
-        ctc_classes=spec.train.ctc_classes,
+        ctc_classes=spec.train.ctc_classes or "vocabulary",
         ctc_modalities=spec.train.ctc_modalities,
     )
 

@@ -88,7 +88,7 @@ class TrainSpec:
     lora_lr_multiplier: float
     ctc_weight: float
     ctc_head: str | None  # None without a CTC loss
-    ctc_classes: str  # vocabulary or batch (ModelConfig.ctc_classes)
+    ctc_classes: str | None  # vocabulary or batch (ModelConfig.ctc_classes); None without a CTC loss
     ctc_modalities: tuple[str, ...] | None  # the task's; None without a CTC loss
     ctc_warmup_steps: int  # 0 for a warm-started run: its projectors are trained already
     autocast_bf16_on_cpu: bool | str  # true, false or auto (modeling.precision resolves it)
@@ -335,7 +335,7 @@ def _train(read: _Reader, experiment: Experiment) -> TrainSpec:
         lora_lr_multiplier=read("train.lora_lr_multiplier"),
         ctc_weight=ctc_weight,
         ctc_head=read("train.ctc_head") if ctc_weight > 0 else None,
-        ctc_classes=read("train.ctc_classes"),
+        ctc_classes=read("train.ctc_classes") if ctc_weight > 0 else None,
         ctc_modalities=tuple(read(f"train.ctc_modalities.{task}")) if ctc_weight > 0 else None,
         ctc_warmup_steps=0 if warm else read("train.ctc_warmup_steps"),
         autocast_bf16_on_cpu=read("train.autocast_bf16_on_cpu"),
