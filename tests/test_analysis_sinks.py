@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from avsr_sinks.analysis.capture import collect, write_analysis
-from avsr_sinks.analysis.metrics import AnalysisThresholds, analyze_batch
+from avsr_sinks.analysis.metrics import analyze_batch
+from avsr_sinks.analysis.thresholds import AnalysisThresholds
 from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig
 from avsr_sinks.modeling.llm import load_llm
 from avsr_sinks.modeling.segments import Segment

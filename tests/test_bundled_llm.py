@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from avsr_sinks.analysis.capture import collect
-from avsr_sinks.analysis.metrics import AnalysisThresholds
+from avsr_sinks.analysis.thresholds import AnalysisThresholds
 from avsr_sinks.embedded.bundled_llm import PROVENANCE, SMOLLM2, RandomInit, install_bundled_llm
 from avsr_sinks.io import sha256_file
 from avsr_sinks.modeling.avsr_model import AVSRModel, ModelConfig

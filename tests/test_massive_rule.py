@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avsr_sinks.analysis.metrics import AnalysisThresholds, analyze_batch
+from avsr_sinks.analysis.metrics import analyze_batch
+from avsr_sinks.analysis.thresholds import AnalysisThresholds
 from avsr_sinks.modeling.segments import Segment
 
 SEGMENTS = [Segment.BOS, Segment.AUDIO, Segment.AUDIO, Segment.AUDIO, Segment.PROMPT, Segment.RESPONSE]

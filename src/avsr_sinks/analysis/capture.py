@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from avsr_sinks.analysis.metrics import AnalysisThresholds, analyze_batch
+from avsr_sinks.analysis.metrics import analyze_batch
+from avsr_sinks.analysis.thresholds import AnalysisThresholds
 from avsr_sinks.io import atomic_path, git_commit, write_json_atomic
 from avsr_sinks.modeling.avsr_model import AVSRModel
 from avsr_sinks.modeling.layer_outputs import decoder_layers, recorded_outputs

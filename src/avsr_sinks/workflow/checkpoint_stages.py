@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from avsr_sinks.analysis.capture import collect, write_analysis
-from avsr_sinks.analysis.metrics import AnalysisThresholds
+from avsr_sinks.analysis.thresholds import AnalysisThresholds
 from avsr_sinks.data.noise import TEXT_ONLY
 from avsr_sinks.decoding.act import ACT
 from avsr_sinks.decoding.act_search import search_act_heads

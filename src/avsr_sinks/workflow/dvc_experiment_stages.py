@@ -248,6 +248,7 @@ def _analyze_stage(runs: _DecodingRuns, head_flags: str, head_deps: list[str]) -
                 f"{LIB}/decoding/method.py",
                 f"{LIB}/analysis/metrics.py",
                 f"{LIB}/analysis/capture.py",
+                f"{LIB}/analysis/thresholds.py",
                 f"{LIB}/modeling/layer_outputs.py",
                 *MODEL_CODE,
             ],
